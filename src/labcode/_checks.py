@@ -1,0 +1,75 @@
+"""Input validation shared by the public functions.
+
+Every public function checks its inputs on entry and raises an error that
+names the argument and the violated constraint (STYLE.md, principle 4).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def as_tensor(name: str, value: object) -> Tensor:
+    """Return ``value`` as a floating tensor, or raise ``TypeError`` naming ``name``."""
+    if isinstance(value, Tensor):
+        if not (value.is_floating_point()):
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a tensor or a real number, got {type(value).__name__}")
+    return torch.tensor(float(value))
+
+
+def check_finite(name: str, t: Tensor) -> None:
+    """Raise ``ValueError`` if ``t`` holds a NaN or an infinity."""
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} must be finite, got NaN or inf")
+
+
+def check_positive(name: str, t: Tensor) -> None:
+    """Raise ``ValueError`` unless every entry of ``t`` is finite and > 0."""
+    check_finite(name, t)
+    if not (t > 0).all():
+        bad = t[t <= 0].flatten()[0].item()
+        raise ValueError(f"{name} must be > 0, got {bad}")
+
+
+def check_positive_int(name: str, n: object) -> int:
+    """Return ``n`` if it is a positive ``int``; raise otherwise."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{name} must be an int, got {type(n).__name__}")
+    if n <= 0:
+        raise ValueError(f"{name} must be > 0, got {n}")
+    return n
+
+
+def check_matrix(name: str, t: Tensor, cols: int | None = None) -> None:
+    """Raise ``ValueError`` unless ``t`` is 2-D (with ``cols`` columns if given)."""
+    if t.dim() != 2:
+        raise ValueError(f"{name} must have shape (batch, dim), got {tuple(t.shape)}")
+    if cols is not None and t.shape[1] != cols:
+        raise ValueError(f"{name} must have {cols} columns, got shape {tuple(t.shape)}")
+
+
+def check_same_shape(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
+    """Raise ``ValueError`` unless ``a`` and ``b`` have the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, "
+            f"got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def randn(shape: tuple[int, ...], *, generator: torch.Generator | None,
+          device: torch.device | str | None = None,
+          dtype: torch.dtype | None = None) -> Tensor:
+    """Standard normal noise drawn on the generator's device, then moved.
+
+    Drawing on the generator's device (the CPU for a ``torch.Generator()``)
+    and moving the result makes the noise, and so every figure, identical on
+    CPU and GPU for the same seed.
+    """
+    gen_device = generator.device if generator is not None else device
+    eps = torch.randn(shape, generator=generator, device=gen_device, dtype=dtype)
+    return eps.to(device) if device is not None else eps
