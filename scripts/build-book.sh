@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# One command builds the book: sets up .venv if needed, then runs Jupyter Book 1 with warnings as errors.
+# Output: _build/html. Extra arguments go to `jupyter-book build` (e.g. --all).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin="$(bash "$root/scripts/env.sh")"
+cd "$root"
+"$bin/jupyter-book" build . -W -n --keep-going "$@"
