@@ -5,5 +5,5 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="$(bash "$root/scripts/env.sh")"
 cd "$root"
-"$bin/ruff" check src tests scripts
+"$bin/ruff" check src tests _ext scripts
 "$bin/python" -m pytest "$@"

@@ -1,0 +1,221 @@
+"""Sphinx extension: correct and parallel notebook execution for the book.
+
+Jupyter Book's cache mode keys a notebook's outputs on its code cells and
+kernelspec only, so an edit to ``labcode`` or to a pinned dependency would
+leave stale figures in place. This extension, listed in ``_config.yml`` so
+that a plain ``jupyter-book build .`` uses it:
+
+1. fingerprints everything that determines outputs besides the cells
+   (``src/labcode/**``, ``requirements.txt``, ``pyproject.toml``); when the
+   fingerprint differs from the one recorded by the last successful build, it
+   empties the execution cache and marks every notebook page outdated, so all
+   chapters re-execute (prose-only edits change neither the cells nor the
+   fingerprint, and execute nothing);
+2. before Sphinx reads the pages, executes every notebook that the cache
+   cannot serve in parallel, one process per core, and stores the results in
+   the cache, where myst-nb then finds them (a notebook that fails is left to
+   myst-nb, which re-runs it and reports the error as usual);
+3. pins the kernels to one BLAS/OpenMP thread, so serial and parallel builds
+   give identical numbers;
+4. provides the ``{execution-report}`` directive: a table of each chapter's
+   execution time and the device it ran on.
+
+Environment: ``LABCODE_BUILD_WORKERS`` sets the number of parallel
+executions (default: the number of cores; 1 = serial).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+LOGGER = logging.getLogger(__name__)
+STAMP = "labcode-fingerprint.txt"
+FINGERPRINTED = ("requirements.txt", "pyproject.toml")
+REPORT_LOG = "execution-log.json"
+
+
+def fingerprint(root: Path) -> str:
+    """SHA-256 over labcode's source files and the dependency pins (paths and contents)."""
+    digest = hashlib.sha256()
+    files = sorted((root / "src" / "labcode").rglob("*.py")) + [root / name for name in FINGERPRINTED]
+    for path in files:
+        if path.is_file():
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _root(app: Sphinx) -> Path:
+    return Path(app.confdir).resolve()
+
+
+def _cache_path(app: Sphinx) -> Path:
+    return Path(app.env.mystnb_config.execution_cache_path)
+
+
+def _is_notebook(path: Path) -> bool:
+    text = path.read_text(encoding="utf-8")
+    return path.suffix == ".md" and text.startswith("---") and "kernelspec:" in text.split("\n---", 2)[0]
+
+
+def _notebook_docs(app: Sphinx, docnames) -> list[str]:
+    return sorted(d for d in docnames if _is_notebook(Path(app.env.doc2path(d))))
+
+
+def on_builder_inited(app: Sphinx) -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"   # inherited by every kernel, serial or parallel
+    os.environ["MKL_NUM_THREADS"] = "1"
+    if app.env.mystnb_config.execution_mode != "cache":
+        return
+    cache = _cache_path(app)
+    current = fingerprint(_root(app))
+    stamp = cache / STAMP
+    recorded = stamp.read_text().strip() if stamp.is_file() else None
+    app.labcode_fingerprint = current
+    app.labcode_stale = recorded != current
+    if app.labcode_stale and cache.exists():
+        LOGGER.info("labcode or requirements changed: clearing the execution cache")
+        from jupyter_cache import get_cache
+        get_cache(str(cache)).clear_cache()
+
+
+def on_env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
+    """Re-read every notebook page when the fingerprint changed; always refresh the report page."""
+    outdated = []
+    if getattr(app, "labcode_stale", False):
+        outdated += _notebook_docs(app, env.found_docs)
+    outdated += [d for d in env.found_docs if "{execution-report}" in Path(env.doc2path(d)).read_text(encoding="utf-8")]
+    return outdated
+
+
+def _execute(path: str, nb_json: str, timeout: int, allow_errors: bool) -> tuple[str, float, str | None]:
+    """Worker: execute one notebook in its own directory; return (executed json, seconds, error)."""
+    import nbformat
+    from jupyter_cache.executors.utils import single_nb_execution
+    nb = nbformat.reads(nb_json, as_version=4)
+    result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout,
+                                 allow_errors=allow_errors, meta_override=True)
+    error = None if result.err is None else f"{type(result.err).__name__}: {result.err}"
+    return nbformat.writes(nb), result.time, error
+
+
+def _device_name() -> str:
+    code = "import labcode as lc; print(lc.device_name(lc.get_device()))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
+
+
+def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
+    """Execute, in parallel, every notebook about to be read that the cache cannot serve."""
+    nb_config = env.mystnb_config
+    if nb_config.execution_mode != "cache":
+        return
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+    from myst_nb.core.read import create_nb_reader
+
+    cache = get_cache(nb_config.execution_cache_path)
+    todo = []
+    for doc in _notebook_docs(app, docnames):
+        path = env.doc2path(doc)
+        text = Path(path).read_text(encoding="utf-8")
+        reader = create_nb_reader(str(path), env.myst_config, nb_config, text)
+        notebook = reader.read(text)
+        try:
+            cache.match_cache_notebook(notebook)
+        except KeyError:
+            todo.append((doc, str(path), notebook))
+    if not todo:
+        LOGGER.info("labcode_build: every notebook is served by the cache (0 executed)")
+        return
+    workers = max(1, min(len(todo), int(os.environ.get("LABCODE_BUILD_WORKERS", os.cpu_count() or 1))))
+    LOGGER.info(f"labcode_build: executing {len(todo)} notebook(s) with {workers} worker(s)")
+    device = _device_name()
+    start = time.perf_counter()
+    log = {}
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {doc: pool.submit(_execute, path, nbformat.writes(nb), nb_config.execution_timeout,
+                                    nb_config.execution_allow_errors) for doc, path, nb in todo}
+        for doc, path, _ in todo:
+            executed, seconds, error = futures[doc].result()
+            if error is not None:
+                LOGGER.info(f"labcode_build: {doc} failed ({error}); myst-nb will re-run it and report")
+                continue
+            cache.cache_notebook_bundle(
+                CacheBundleIn(nbformat.reads(executed, as_version=4), path,
+                              data={"execution_seconds": seconds, "device": device}),
+                check_validity=False, overwrite=True)
+            log[doc] = {"seconds": seconds, "device": device}
+            LOGGER.info(f"labcode_build: executed {doc} in {seconds:.1f} s on {device}")
+    wall = time.perf_counter() - start
+    LOGGER.info(f"labcode_build: executed {len(log)} notebook(s) in {wall:.1f} s wall time")
+    log_path = Path(nb_config.execution_cache_path) / REPORT_LOG
+    log_path.write_text(json.dumps({"executed": sorted(log), "wall_seconds": wall, "workers": workers}))
+
+
+def on_build_finished(app: Sphinx, exception: Exception | None) -> None:
+    """Record the fingerprint once the build has succeeded with it."""
+    current = getattr(app, "labcode_fingerprint", None)
+    if exception is None and current is not None:
+        cache = _cache_path(app)
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / STAMP).write_text(current)
+
+
+class ExecutionReport(SphinxDirective):
+    """``{execution-report}``: chapter, execution time and device of every notebook in the cache."""
+
+    def run(self) -> list[nodes.Node]:
+        from jupyter_cache import get_cache
+        cache = get_cache(self.env.mystnb_config.execution_cache_path)
+        records = {Path(r.uri).resolve(): r for r in cache.list_cache_records()}
+        rows = []
+        for doc in self.env.found_docs:
+            path = Path(self.env.doc2path(doc)).resolve()
+            if doc == self.env.docname or not _is_notebook(path):
+                continue
+            record = records.get(path)
+            data = record.data if record is not None else {}
+            seconds = data.get("execution_seconds")
+            rows.append((doc, f"{seconds:.1f}" if seconds is not None else "—", data.get("device", "—")))
+        self.env.note_dependency(str(Path(self.env.mystnb_config.execution_cache_path) / REPORT_LOG))
+        return [_table(["chapter", "execution time (s)", "device"], sorted(rows), self.env.docname)]
+
+
+def _table(header: list[str], rows: list[tuple[str, str, str]], here: str) -> nodes.table:
+    table = nodes.table(classes=["execution-report"])
+    group = nodes.tgroup(cols=len(header))
+    table += group
+    group += [nodes.colspec(colwidth=1) for _ in header]
+    head, body = nodes.thead(), nodes.tbody()
+    group += [head, body]
+    head += nodes.row("", *[nodes.entry("", nodes.paragraph(text=h)) for h in header])
+    from sphinx.addnodes import pending_xref
+    for doc, seconds, device in rows:
+        ref = pending_xref("", nodes.inline(text=doc), refdomain="std", reftype="doc",
+                           reftarget="/" + doc, refexplicit=False, refdoc=here)
+        body += nodes.row("", nodes.entry("", nodes.paragraph("", "", ref)),
+                          nodes.entry("", nodes.paragraph(text=seconds)),
+                          nodes.entry("", nodes.paragraph(text=device)))
+    return table
+
+
+def setup(app: Sphinx) -> dict:
+    app.connect("builder-inited", on_builder_inited, priority=900)   # after myst-nb's config
+    app.connect("env-get-outdated", on_env_get_outdated)
+    app.connect("env-before-read-docs", on_env_before_read_docs, priority=900)
+    app.connect("build-finished", on_build_finished)
+    app.add_directive("execution-report", ExecutionReport)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
