@@ -42,17 +42,18 @@ from sphinx.util.docutils import SphinxDirective
 
 LOGGER = logging.getLogger(__name__)
 STAMP = "labcode-fingerprint.txt"
-FINGERPRINTED = ("requirements.txt", "pyproject.toml")
+#: what determines outputs besides the cells (globs relative to the book's root); conf value labcode_fingerprint
+FINGERPRINTED = ["src/labcode/**/*.py", "requirements.txt", "pyproject.toml"]
 REPORT_LOG = "execution-log.json"
+GLUE_JSON = "glued-values.json"
 
 
-def fingerprint(root: Path) -> str:
-    """SHA-256 over labcode's source files and the dependency pins (paths and contents)."""
+def fingerprint(root: Path, patterns: list[str]) -> str:
+    """SHA-256 over the files matching ``patterns`` (relative paths and contents)."""
     digest = hashlib.sha256()
-    files = sorted((root / "src" / "labcode").rglob("*.py")) + [root / name for name in FINGERPRINTED]
+    files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
     for path in files:
-        if path.is_file():
-            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -79,7 +80,7 @@ def on_builder_inited(app: Sphinx) -> None:
     if app.env.mystnb_config.execution_mode != "cache":
         return
     cache = _cache_path(app)
-    current = fingerprint(_root(app))
+    current = fingerprint(_root(app), app.config.labcode_fingerprint)
     stamp = cache / STAMP
     recorded = stamp.read_text().strip() if stamp.is_file() else None
     app.labcode_fingerprint = current
@@ -137,8 +138,11 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
             cache.match_cache_notebook(notebook)
         except KeyError:
             todo.append((doc, str(path), notebook))
+    log_path = Path(nb_config.execution_cache_path) / REPORT_LOG
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     if not todo:
         LOGGER.info("labcode_build: every notebook is served by the cache (0 executed)")
+        log_path.write_text(json.dumps({"executed": [], "wall_seconds": 0.0, "workers": 0}))
         return
     workers = max(1, min(len(todo), int(os.environ.get("LABCODE_BUILD_WORKERS", os.cpu_count() or 1))))
     LOGGER.info(f"labcode_build: executing {len(todo)} notebook(s) with {workers} worker(s)")
@@ -161,14 +165,41 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
             LOGGER.info(f"labcode_build: executed {doc} in {seconds:.1f} s on {device}")
     wall = time.perf_counter() - start
     LOGGER.info(f"labcode_build: executed {len(log)} notebook(s) in {wall:.1f} s wall time")
-    log_path = Path(nb_config.execution_cache_path) / REPORT_LOG
     log_path.write_text(json.dumps({"executed": sorted(log), "wall_seconds": wall, "workers": workers}))
 
 
+def glued_values(executed_dir: Path) -> dict[str, dict[str, object]]:
+    """``{page: {key: value}}`` from myst-nb's ``*.glue.json`` files: numbers as floats, text as str.
+
+    Figures and other non-text glue are recorded by their MIME types only.
+    """
+    values: dict[str, dict[str, object]] = {}
+    for path in sorted(executed_dir.rglob("*.glue.json")):
+        page = str(path.relative_to(executed_dir)).removesuffix(".glue.json")
+        entries = {}
+        for key, output in json.loads(path.read_text()).items():
+            data = output.get("data", {})
+            text = data.get("text/plain")
+            if any(m.startswith("image/") for m in data):
+                entries[key] = {"mime": sorted(data)}
+            elif text is not None:
+                try:
+                    entries[key] = float(text)
+                except ValueError:
+                    entries[key] = text.strip("'\"") if text[:1] in "'\"" else text
+        values[page] = entries
+    return values
+
+
 def on_build_finished(app: Sphinx, exception: Exception | None) -> None:
-    """Record the fingerprint once the build has succeeded with it."""
+    """Write the glued values of every page into the site; record the fingerprint of a successful build."""
+    if exception is not None:
+        return
+    executed = Path(app.outdir).parent / "jupyter_execute"
+    if executed.is_dir():
+        (Path(app.outdir) / GLUE_JSON).write_text(json.dumps(glued_values(executed), indent=1, sort_keys=True))
     current = getattr(app, "labcode_fingerprint", None)
-    if exception is None and current is not None:
+    if current is not None:
         cache = _cache_path(app)
         cache.mkdir(parents=True, exist_ok=True)
         (cache / STAMP).write_text(current)
@@ -213,6 +244,7 @@ def _table(header: list[str], rows: list[tuple[str, str, str]], here: str) -> no
 
 
 def setup(app: Sphinx) -> dict:
+    app.add_config_value("labcode_fingerprint", FINGERPRINTED, "env")
     app.connect("builder-inited", on_builder_inited, priority=900)   # after myst-nb's config
     app.connect("env-get-outdated", on_env_get_outdated)
     app.connect("env-before-read-docs", on_env_before_read_docs, priority=900)

@@ -1,0 +1,109 @@
+"""The execution cache re-runs exactly what changed, on a small fixture book built with plain `jupyter-book build`.
+
+The build extension (_ext/labcode_build.py) must make the cache key cover the code
+cells, labcode's source and the pinned requirements, but not the prose.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from book_utils import ROOT
+
+FIXTURE = Path(__file__).parent / "fixtures" / "cachebook"
+JB = Path(sys.executable).parent / "jupyter-book"
+
+CONFIG = """title: Cache fixture
+only_build_toc_files: true
+execute:
+  execute_notebooks: cache
+  timeout: 120
+sphinx:
+  local_extensions:
+    labcode_build: {ext}
+  config:
+    nb_execution_raise_on_error: true
+"""
+
+
+def make_book(dest: Path) -> Path:
+    shutil.copytree(FIXTURE, dest)
+    shutil.copytree(ROOT / "src" / "labcode", dest / "src" / "labcode",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("requirements.txt", "pyproject.toml"):
+        shutil.copy(ROOT / name, dest / name)
+    (dest / "_config.yml").write_text(CONFIG.format(ext=ROOT / "_ext"))
+    return dest
+
+
+def build(book: Path, workers: int = 2) -> dict:
+    """Run a plain `jupyter-book build`; return the extension's execution log plus myst-nb's own executions."""
+    env = {"LABCODE_BUILD_WORKERS": str(workers), "PATH": str(JB.parent) + ":/usr/bin:/bin",
+           "HOME": str(Path.home()), "LABCODE_DEVICE": "cpu"}
+    proc = subprocess.run([str(JB), "build", str(book), "-W", "-n", "--keep-going"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    log = json.loads((book / "_build" / ".jupyter_cache" / "execution-log.json").read_text())
+    log["mystnb_executed"] = proc.stdout.count("Executing notebook using")
+    log["glue"] = json.loads((book / "_build" / "html" / "glued-values.json").read_text())
+    return log
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    book = make_book(tmp_path_factory.mktemp("cache") / "book")
+    first = build(book)
+    assert first["executed"] == ["alpha", "beta"] and first["mystnb_executed"] == 0
+    return book
+
+
+def test_no_change_executes_nothing(book: Path) -> None:
+    log = build(book)
+    assert log["executed"] == [] and log["mystnb_executed"] == 0
+
+
+def test_prose_edit_executes_nothing(book: Path) -> None:
+    edit(book / "alpha.md", "Prose of chapter alpha.", "Prose of chapter alpha, edited.")
+    log = build(book)
+    assert log["executed"] == [] and log["mystnb_executed"] == 0
+    assert "edited" in (book / "_build" / "html" / "alpha.html").read_text()
+
+
+def test_code_cell_edit_executes_that_chapter_only(book: Path) -> None:
+    edit(book / "beta.md", "steps=20", "steps=21")
+    log = build(book)
+    assert log["executed"] == ["beta"] and log["mystnb_executed"] == 0
+
+
+def test_labcode_edit_executes_every_chapter(book: Path) -> None:
+    edit(book / "src" / "labcode" / "kl.py", '"""KL divergence', '"""KL divergence (edited)')
+    log = build(book)
+    assert log["executed"] == ["alpha", "beta"] and log["mystnb_executed"] == 0
+
+
+def test_requirements_edit_executes_every_chapter(book: Path) -> None:
+    with (book / "requirements.txt").open("a") as f:
+        f.write("# a changed pin\n")
+    log = build(book)
+    assert log["executed"] == ["alpha", "beta"] and log["mystnb_executed"] == 0
+
+
+def test_two_cold_builds_glue_identical_values(tmp_path: Path) -> None:
+    """Serial and parallel cold builds in separate folders give byte-identical glued values."""
+    a = build(make_book(tmp_path / "a"), workers=1)["glue"]
+    b = build(make_book(tmp_path / "b"), workers=2)["glue"]
+    assert a == b
+    assert set(a["alpha"]) == {"final_elbo_alpha", "kl_alpha"}
+    assert abs(a["alpha"]["kl_alpha"] - 0.876390) < 1e-5   # KL(N(0,.5²)‖N(1,1.5²)) = log 3 + (1/4+1)/4.5 − 1/2
