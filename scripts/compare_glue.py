@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     default, rules = load_tolerances(args.tolerances)
     rows = compare(json.loads(args.a.read_text()), json.loads(args.b.read_text()), default, rules)
-    shown = [r for r in rows if args.all or r["status"] != "ok" and r["status"] != "skip" or (r["diff"] or 0) > 0]
+    shown = [r for r in rows if args.all or r["status"] in ("FAIL", "missing") or (r["diff"] or 0) > 0]
     print(f"{'key':60} {'a':>14} {'b':>14} {'|a-b|':>10}  status")
     for r in shown:
         fmt = lambda v: f"{v:.6g}" if isinstance(v, float) else str(v)[:14]  # noqa: E731
