@@ -1,0 +1,101 @@
+"""Benchmark the book build on this machine and print a table (not a test: timings depend on the machine).
+
+Usage: python scripts/benchmark.py [--write BENCHMARKS.md]
+
+Works on a temporary copy of the book, so the working tree and its _build are
+untouched. Measures, with a plain `jupyter-book build . -W -n --keep-going`:
+cold build (empty cache, parallel), no-change rebuild, prose-edit rebuild,
+code-cell-edit rebuild, and a serial cold build (LABCODE_BUILD_WORKERS=1) for
+the serial-vs-parallel ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+JB = Path(sys.executable).parent / "jupyter-book"
+COPY = ["_config.yml", "_toc.yml", "_ext", "book", "src", "requirements.txt", "pyproject.toml"]
+TARGETS = {"cold build": 90.0, "no-change rebuild": 10.0}
+
+
+def copy_book(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "_build"))
+        else:
+            shutil.copy(src, dest / name)
+    return dest
+
+
+def build(book: Path, workers: int | None = None) -> tuple[float, int]:
+    env = dict(os.environ)
+    if workers is not None:
+        env["LABCODE_BUILD_WORKERS"] = str(workers)
+    start = time.perf_counter()
+    proc = subprocess.run([str(JB), "build", str(book), "-W", "-n", "--keep-going"],
+                          capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    log = json.loads((book / "_build" / ".jupyter_cache" / "execution-log.json").read_text())
+    return seconds, len(log["executed"]) + proc.stdout.count("Executing notebook using")
+
+
+def first_code_cell_edit(book: Path) -> str:
+    """Append a harmless statement to the first code cell of the first chapter with code; return the chapter."""
+    for md in sorted((book / "book").glob("*.md")):
+        text = md.read_text()
+        match = re.search(r"```\{code-cell\}[^\n]*\n", text)
+        if match and "kernelspec" in text[:400]:
+            md.write_text(text[:match.end()] + "_benchmark_edit = 1\n" + text[match.end():])
+            return md.stem
+    raise SystemExit("no chapter with code found")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write", type=Path, help="also write the table as Markdown to this file")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        book = copy_book(Path(tmp) / "parallel")
+        rows.append(("cold build", *build(book)))
+        rows.append(("no-change rebuild", *build(book)))
+        intro = book / "book" / "intro.md"
+        intro.write_text(intro.read_text() + "\nAn edited sentence.\n")
+        rows.append(("prose-edit rebuild", *build(book)))
+        chapter = first_code_cell_edit(book)
+        rows.append((f"code-edit rebuild ({chapter})", *build(book)))
+        serial = copy_book(Path(tmp) / "serial")
+        rows.append(("cold build, serial", *build(serial, workers=1)))
+    cold, serial_cold = rows[0][1], rows[-1][1]
+    ratio = cold / serial_cold
+    cores = os.cpu_count()
+    lines = [f"Machine: {platform.platform()}, {cores} cores, Python {platform.python_version()}", "",
+             "| build | seconds | notebooks executed | target |", "|---|---:|---:|---|"]
+    for name, seconds, executed in rows:
+        target = TARGETS.get(name)
+        lines.append(f"| {name} | {seconds:.1f} | {executed} | {f'<= {target:.0f} s' if target else ''} |")
+    lines.append(f"| parallel / serial cold build | {ratio:.2f} | | <= 0.65 |")
+    table = "\n".join(lines)
+    print(table)
+    if args.write:
+        args.write.write_text("# Build benchmarks\n\nMeasured by `python scripts/benchmark.py --write BENCHMARKS.md` "
+                              "(a plain `jupyter-book build`, on a temporary copy of the book).\n\n" + table + "\n")
+
+
+if __name__ == "__main__":
+    main()
