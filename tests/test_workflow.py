@@ -1,0 +1,63 @@
+"""The GitHub Actions workflow passes actionlint and follows the project's rules."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from book_utils import ROOT
+
+WORKFLOW = ROOT / ".github" / "workflows" / "book.yml"
+
+
+def load() -> dict:
+    return yaml.safe_load(WORKFLOW.read_text())
+
+
+def test_actionlint_passes() -> None:
+    exe = shutil.which("actionlint", path=str(Path(sys.executable).parent)) or shutil.which("actionlint")
+    assert exe, "actionlint is not installed (requirements.txt pins it)"
+    proc = subprocess.run([exe, str(WORKFLOW)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_actions_are_pinned_to_commits() -> None:
+    uses = re.findall(r"uses:\s*(\S+)", WORKFLOW.read_text())
+    assert uses
+    unpinned = [u for u in uses if not re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u)]
+    assert not unpinned, f"actions not pinned to a full commit SHA: {unpinned}"
+
+
+def test_least_privilege_permissions() -> None:
+    wf = load()
+    assert wf["permissions"] == {"contents": "read"}
+    jobs = wf["jobs"]
+    assert jobs["deploy"]["permissions"] == {"pages": "write", "id-token": "write"}
+    assert all("permissions" not in job for name, job in jobs.items() if name != "deploy")
+
+
+def test_gpu_runner_checks_cuda_and_builds_with_warnings_as_errors() -> None:
+    wf = load()
+    gpu = wf["jobs"]["gpu-build"]
+    assert "vars.GPU_RUNNER_LABELS" in gpu["runs-on"] and '"gpu"' in gpu["runs-on"]
+    runs = [step.get("run", "") for step in gpu["steps"]]
+    assert any("nvidia-smi" in r for r in runs)
+    assert any("torch.cuda.is_available()" in r for r in runs)
+    assert any("scripts/build-book.sh" in r for r in runs)
+    assert "-W" in (ROOT / "scripts" / "build-book.sh").read_text()
+
+
+def test_triggers_weekly_cold_rebuild_and_fork_cpu_job() -> None:
+    wf = load()
+    triggers = wf[True] if True in wf else wf["on"]   # YAML 1.1 reads the key `on` as True
+    assert {"pull_request", "push", "schedule"} <= set(triggers)
+    cache_steps = [s for s in wf["jobs"]["gpu-build"]["steps"] if "actions/cache@" in s.get("uses", "")]
+    assert cache_steps and cache_steps[0]["if"] == "github.event_name != 'schedule'"
+    cpu = wf["jobs"]["cpu-build"]
+    assert "head.repo.full_name != github.repository" in cpu["if"]
+    assert cpu["env"]["LABCODE_DEVICE"] == "cpu"
