@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from booktools import is_notebook, notebook_docs, source, toc_files  # noqa: E402
+
+__all__ = ["BUILD", "EXECUTED", "HTML", "ROOT", "glue_references", "is_notebook", "notebook_docs", "source", "toc_files"]
 BUILD = ROOT / "_build"
 HTML = BUILD / "html"
 EXECUTED = BUILD / "jupyter_execute"
@@ -16,34 +20,6 @@ EXECUTED = BUILD / "jupyter_execute"
 GLUE_ROLE = re.compile(r"\{glue(?::(?:text|md|any))?\}`([^`]+)`")
 #: ```{glue:figure} key / ```{glue:math} key / :::{glue} key
 GLUE_DIRECTIVE = re.compile(r"^[`:]{3,}\{glue(?::\w+)?\}\s+(\S+)", re.MULTILINE)
-
-
-def toc_files() -> list[str]:
-    """Every document named in _toc.yml (root first), without extension."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-
-    def walk(entries: list[dict]) -> None:
-        for entry in entries:
-            if "file" in entry:
-                files.append(entry["file"])
-            for key in ("sections", "chapters"):
-                walk(entry.get(key, []))
-
-    for part in toc.get("parts", []):
-        walk(part.get("chapters", []))
-    walk(toc.get("chapters", []))
-    return files
-
-
-def source(doc: str) -> Path:
-    """The source file of a toc entry (.md)."""
-    return ROOT / f"{doc}.md"
-
-
-def is_notebook(doc: str) -> bool:
-    """A MyST notebook declares a kernelspec in its front matter."""
-    return "kernelspec:" in source(doc).read_text().split("\n---", 2)[0] + "\n"
 
 
 def glue_references(text: str) -> list[tuple[str | None, str]]:
