@@ -10,15 +10,28 @@ import torch
 from torch import Tensor
 
 
-def as_tensor(name: str, value: object) -> Tensor:
-    """Return ``value`` as a floating tensor, or raise ``TypeError`` naming ``name``."""
+def as_tensor(name: str, value: object, like: Tensor | None = None) -> Tensor:
+    """Return ``value`` as a floating tensor, or raise ``TypeError`` naming ``name``.
+
+    A Python number becomes a 0-dim tensor with the dtype and device of
+    ``like`` (default dtype on the CPU without it), converted once from the
+    exact Python float, so ``0.3`` in float64 work is the float64 ``0.3``.
+    """
     if isinstance(value, Tensor):
         if not (value.is_floating_point()):
             raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a tensor or a real number, got {type(value).__name__}")
-    return torch.tensor(float(value))
+    if like is None:
+        return torch.tensor(float(value))
+    return torch.tensor(float(value), dtype=like.dtype, device=like.device)
+
+
+def as_tensors(**named: object) -> list[Tensor]:
+    """:func:`as_tensor` for several arguments; numbers take the dtype and device of the first tensor among them."""
+    like = next((v for v in named.values() if isinstance(v, Tensor) and v.is_floating_point()), None)
+    return [as_tensor(name, value, like) for name, value in named.items()]
 
 
 def check_finite(name: str, t: Tensor) -> None:

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-from ._checks import as_tensor, check_finite, check_same_shape, randn
+from ._checks import as_tensor, as_tensors, check_finite, check_same_shape, randn
 from .kl import _standard_normal_kl, standard_normal_kl
 
 
@@ -69,7 +69,7 @@ def reconstruction_loss(x: Tensor, x_mu: Tensor, x_logvar: Tensor) -> Tensor:
     Returns:
         (...) log-likelihood per row.
     """
-    x, x_mu, x_logvar = as_tensor("x", x), as_tensor("x_mu", x_mu), as_tensor("x_logvar", x_logvar)
+    x, x_mu, x_logvar = as_tensors(x=x, x_mu=x_mu, x_logvar=x_logvar)
     for name, t in (("x", x), ("x_mu", x_mu), ("x_logvar", x_logvar)):
         check_finite(name, t)
     try:

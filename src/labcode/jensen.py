@@ -35,6 +35,7 @@ def jensen_gap(samples: Tensor, dim: int = 0) -> Tensor:
         raise ValueError(f"samples must hold at least one sample along dim {dim}")
     check_positive("samples", samples)
     log_x = torch.log(samples)
+    centred = log_x - log_x.amax(dim=dim, keepdim=True)        # the scale cancels; constant samples give exactly 0
     n = samples.shape[dim]
-    log_mean = torch.logsumexp(log_x, dim=dim) - math.log(n)   # log E[X]
-    return log_mean - log_x.mean(dim=dim)                      # minus E[log X]
+    log_mean = torch.logsumexp(centred, dim=dim) - math.log(n)  # log E[X], up to the common shift
+    return log_mean - centred.mean(dim=dim)                     # minus E[log X], same shift

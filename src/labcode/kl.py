@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ._checks import as_tensor, check_finite, check_positive, check_same_shape
+from ._checks import as_tensor, as_tensors, check_finite, check_positive, check_same_shape
 
 LogProb = Callable[[Tensor], Tensor]
 
@@ -57,12 +57,16 @@ def gaussian_kl_closed_form(mu1: Tensor | float, sigma1: Tensor | float,
     Returns:
         the broadcast shape of the inputs.
     """
-    mu1, sigma1 = as_tensor("mu1", mu1), as_tensor("sigma1", sigma1)
-    mu2, sigma2 = as_tensor("mu2", mu2), as_tensor("sigma2", sigma2)
+    mu1, sigma1, mu2, sigma2 = as_tensors(mu1=mu1, sigma1=sigma1, mu2=mu2, sigma2=sigma2)
     check_finite("mu1", mu1)
     check_finite("mu2", mu2)
     check_positive("sigma1", sigma1)
     check_positive("sigma2", sigma2)
+    try:
+        torch.broadcast_shapes(mu1.shape, sigma1.shape, mu2.shape, sigma2.shape)
+    except RuntimeError as err:
+        raise ValueError(f"mu1, sigma1, mu2 and sigma2 must broadcast, got shapes {tuple(mu1.shape)}, "
+                         f"{tuple(sigma1.shape)}, {tuple(mu2.shape)} and {tuple(sigma2.shape)}") from err
     log_var_ratio = 2 * (torch.log(sigma1) - torch.log(sigma2))   # log r
     variance_term = torch.expm1(log_var_ratio) - log_var_ratio      # r - 1 - log r
     mean_term = ((mu1 - mu2) / sigma2) ** 2                          # squared mean distance

@@ -59,7 +59,7 @@ def gaussian_log_density(x: Tensor, mean: Tensor, noise_std: Tensor | float) -> 
 
 
 def _check_noise_std(noise_std: Tensor | float, like: Tensor) -> Tensor:
-    sigma = as_tensor("noise_std", noise_std)
+    sigma = as_tensor("noise_std", noise_std, like)
     if sigma.dim() != 0:
         raise ValueError(f"noise_std must be a scalar, got shape {tuple(sigma.shape)}")
     check_positive("noise_std", sigma)
@@ -129,13 +129,13 @@ def log_marginal_likelihood_mc(decoder: Decoder, x: Tensor, n_samples: int,
     check_positive_int("n_samples", n_samples)
     sigma = _check_noise_std(noise_std, x)
     latent_dim = _latent_dim(decoder)
+    # All K prior samples are drawn at once (8 MB at K = 10^6), so the estimate does not depend on the
+    # chunk size or on the other rows of x; only the decoding and the log-sum-exp are chunked.
+    z_all = sample_prior(n_samples, latent_dim, generator=generator, device=x.device).to(x.dtype)
     chunk = max(1, min(n_samples, _CHUNK_ELEMENTS // max(1, x.shape[0] * x.shape[1])))
-    parts = []
     with torch.no_grad():
-        for start in range(0, n_samples, chunk):
-            z = sample_prior(min(chunk, n_samples - start), latent_dim,
-                             generator=generator, device=x.device).to(x.dtype)
-            parts.append(torch.logsumexp(log_likelihood_matrix(decoder, x, z, sigma), dim=1))
+        parts = [torch.logsumexp(log_likelihood_matrix(decoder, x, z_all[start:start + chunk], sigma), dim=1)
+                 for start in range(0, n_samples, chunk)]
         return torch.logsumexp(torch.stack(parts, dim=1), dim=1) - math.log(n_samples)
 
 

@@ -107,6 +107,7 @@ class VAE(nn.Module):
             eps = randn(tuple(mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
         else:
             check_same_shape("eps", eps, "mu", mu)
+            check_finite("eps", eps)
         return _elbo_terms(x, mu, logvar, eps, self.decoder, self.decoder_logvar)
 
 
@@ -250,9 +251,9 @@ def analyze_beta_vae(data: Tensor, betas: tuple[float, ...] = (0.0, 0.1, 1.0, 5.
     """
     if len(betas) == 0:
         raise ValueError("betas must name at least one value")
-    for beta in betas:
-        _check_training_args(steps, 1.0, beta)
     cfg = replace(config or VAEConfig(), steps=steps, seed=seed)
+    for beta in betas:
+        _check_training_args(steps, cfg.lr, beta)
     check_matrix("data", data, cfg.data_dim)
     check_finite("data", data)
     models = [VAE.from_config(cfg, device=device) for _ in betas]

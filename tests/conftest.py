@@ -1,0 +1,56 @@
+"""Shared test settings: devices, dtypes, tolerances and the Hypothesis profile.
+
+Every test that takes ``device`` runs on the CPU and, where one is present, on
+a CUDA GPU (skipped otherwise); every test that takes ``dtype`` runs in float32
+and float64. The fixtures are session-scoped so that Hypothesis tests may use
+them (Hypothesis rejects function-scoped fixtures).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from hypothesis import settings
+
+# Modest example counts keep the suite fast; derandomize makes every CI run
+# draw the same examples (a fixed seed), and database=None keeps the working
+# tree free of a .hypothesis folder. HYPOTHESIS_PROFILE=stress searches
+# much harder, with fresh random examples, before a tolerance is changed.
+settings.register_profile("labcode", max_examples=60, deadline=None, derandomize=True, database=None)
+settings.register_profile("stress", max_examples=2000, deadline=None, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "labcode"))
+
+CUDA_AVAILABLE = torch.cuda.is_available()
+
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(not CUDA_AVAILABLE, reason="CUDA is not available")),
+]
+DTYPES = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
+
+#: tolerances for a result computed in ``dtype`` against a float64 reference
+#: computed from the same (already rounded) inputs
+TOLERANCES = {
+    torch.float32: {"rtol": 1e-5, "atol": 1e-5},
+    torch.float64: {"rtol": 1e-10, "atol": 1e-10},
+}
+
+
+@pytest.fixture(scope="session", params=DEVICES)
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """A torch device: ``cpu``, and ``cuda`` where available."""
+    return torch.device(request.param)
+
+
+@pytest.fixture(scope="session", params=DTYPES)
+def dtype(request: pytest.FixtureRequest) -> torch.dtype:
+    """A floating dtype: float32 and float64."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def tol(dtype: torch.dtype) -> dict[str, float]:
+    """``assert_close`` tolerances appropriate for ``dtype``."""
+    return TOLERANCES[dtype]
