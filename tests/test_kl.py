@@ -159,11 +159,21 @@ def test_monte_carlo_kl_of_p_against_itself_is_zero():
     assert lc.monte_carlo_kl(samples, p.log_prob, p.log_prob).item() == 0.0
 
 
-def test_monte_carlo_kl_averages_over_independent_coordinates():
-    p, q = Normal(torch.zeros(2), torch.ones(2)), Normal(torch.ones(2), torch.ones(2))
+def test_monte_carlo_kl_sums_independent_coordinates_into_the_joint_kl():
+    """Per-coordinate log-densities (N, d) are summed: the joint KL is the sum of the coordinates' KLs."""
+    p, q = Normal(torch.zeros(2), torch.ones(2)), Normal(torch.ones(2), 2 * torch.ones(2))
+    samples = torch.randn(100_000, 2, generator=torch.Generator().manual_seed(0))   # draws from p = N(0, I)
+    estimate = lc.monte_carlo_kl(samples, p.log_prob, q.log_prob)
+    joint = torch.distributions.kl_divergence(p, q).sum()
+    assert abs(estimate.item() - joint.item()) < 0.01
+    expected = (p.log_prob(samples) - q.log_prob(samples)).sum(dim=1).mean()
+    torch.testing.assert_close(estimate, expected)
+
+
+def test_monte_carlo_kl_rejects_log_probs_without_one_row_per_sample():
     samples = torch.randn(10, 2, generator=torch.Generator().manual_seed(0))
-    expected = (p.log_prob(samples) - q.log_prob(samples)).mean()
-    torch.testing.assert_close(lc.monte_carlo_kl(samples, p.log_prob, q.log_prob), expected)
+    with pytest.raises(ValueError, match="one row per sample"):
+        lc.monte_carlo_kl(samples, lambda x: x.sum(), lambda x: x.sum())
 
 
 # --- device and dtype --------------------------------------------------------------------------

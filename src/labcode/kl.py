@@ -23,8 +23,10 @@ def monte_carlo_kl(p_samples: Tensor, p_log_prob: LogProb, q_log_prob: LogProb) 
 
     Args:
         p_samples: (N, ...) samples from ``p``, N > 0.
-        p_log_prob, q_log_prob: callables returning log-densities, (N, ...) -> (N,)
-            (or (N, ...) for independent coordinates; those are averaged too).
+        p_log_prob, q_log_prob: callables returning log-densities, (N, ...) -> (N,); a
+            callable that returns per-coordinate log-densities (N, d) of independent
+            coordinates is summed over them (the log-density of the joint), so the result
+            is the joint KL, the sum of the coordinates' KLs.
 
     Returns:
         0-dim tensor.
@@ -36,7 +38,10 @@ def monte_carlo_kl(p_samples: Tensor, p_log_prob: LogProb, q_log_prob: LogProb) 
     check_finite("p_samples", p_samples)
     log_ratio = p_log_prob(p_samples) - q_log_prob(p_samples)
     check_finite("log p - log q at p_samples", log_ratio)
-    return log_ratio.mean()
+    if log_ratio.dim() == 0 or log_ratio.shape[0] != p_samples.shape[0]:
+        raise ValueError(f"log-probabilities must have one row per sample ({p_samples.shape[0]}), "
+                         f"got shape {tuple(log_ratio.shape)}")
+    return log_ratio.reshape(log_ratio.shape[0], -1).sum(dim=1).mean()
 
 
 def gaussian_kl_closed_form(mu1: Tensor | float, sigma1: Tensor | float,

@@ -246,7 +246,7 @@ def analyze_beta_vae(data: Tensor, betas: tuple[float, ...] = (0.0, 0.1, 1.0, 5.
         ``reconstruction``, ``kl_divergence``, ``elbo`` (floats, the ELBO at
         β = 1 whatever the training β), ``noise_std`` (float), the per-point
         tensors ``latent_samples`` (one z per point), ``latent_means``,
-        ``reconstructions`` (decoder means), the training ``history`` and the
+        ``reconstructions`` (decoder means at that one sampled z), the training ``history`` and the
         trained ``model``.
     """
     if len(betas) == 0:
