@@ -9,10 +9,15 @@ them (Hypothesis rejects function-scoped fixtures).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import settings
+
+from book_utils import HTML, ROOT
 
 # Modest example counts keep the suite fast; derandomize makes every CI run
 # draw the same examples (a fixed seed), and database=None keeps the working
@@ -54,3 +59,17 @@ def dtype(request: pytest.FixtureRequest) -> torch.dtype:
 def tol(dtype: torch.dtype) -> dict[str, float]:
     """``assert_close`` tolerances appropriate for ``dtype``."""
     return TOLERANCES[dtype]
+
+
+@pytest.fixture(scope="session")
+def built_book() -> Path:
+    """Build the whole book once per test session with warnings as errors (cache mode: unchanged chapters are
+    not re-executed); fail with the build's output and the cells' error logs if it fails."""
+    jb = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run([str(jb), "build", str(ROOT), "-W", "-n", "--keep-going"],
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        reports = "\n".join(p.read_text()[-3000:] for p in (HTML / "reports").rglob("*.err.log")) \
+            if (HTML / "reports").exists() else ""
+        pytest.fail(f"jupyter-book build failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}\n{reports}")
+    return HTML

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from book_utils import EXECUTED, HTML, ROOT, glue_references, is_notebook, source, toc_files
+from book_utils import EXECUTED, ROOT, glue_references, is_notebook, source, toc_files
 
 pytestmark = pytest.mark.book
-
-
-@pytest.fixture(scope="session")
-def built_book() -> Path:
-    """Build the book once per test session (cache mode: unchanged chapters are not re-executed)."""
-    jb = Path(sys.executable).parent / "jupyter-book"
-    proc = subprocess.run([str(jb), "build", str(ROOT), "-W", "-n", "--keep-going"],
-                          capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode != 0:
-        reports = "\n".join(p.read_text()[-3000:] for p in (HTML / "reports").rglob("*.err.log")) \
-            if (HTML / "reports").exists() else ""
-        pytest.fail(f"jupyter-book build failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}\n{reports}")
-    return HTML
 
 
 def test_every_toc_page_has_html(built_book: Path) -> None:

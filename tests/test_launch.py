@@ -15,7 +15,6 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from book_utils import ROOT, notebook_docs
-from test_book import built_book  # noqa: F401  (session fixture: the built site)
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from booktools import repository
@@ -51,7 +50,7 @@ def _launch_links(html: str) -> list[str]:
 
 
 @pytest.mark.parametrize("doc", notebook_docs())
-def test_launch_buttons_point_at_files_in_the_checkout(built_book: Path, doc: str) -> None:  # noqa: F811
+def test_launch_buttons_point_at_files_in_the_checkout(built_book: Path, doc: str) -> None:
     url, branch = repository()
     owner_repo = urlparse(url).path.strip("/")
     links = set(_launch_links((built_book / f"{doc}.html").read_text()))
