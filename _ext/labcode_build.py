@@ -6,7 +6,8 @@ leave stale figures in place. This extension, listed in ``_config.yml`` so
 that a plain ``jupyter-book build .`` uses it:
 
 1. fingerprints everything that determines outputs besides the cells
-   (``src/labcode/**``, ``requirements.txt``, ``pyproject.toml``); when the
+   (``src/labcode/**``, ``requirements.txt``, ``pyproject.toml``, and the
+   device: ``LABCODE_DEVICE`` and whether a GPU is present); when the
    fingerprint differs from the one recorded by the last successful build, it
    empties the execution cache and marks every notebook page outdated, so all
    chapters re-execute (prose-only edits change neither the cells nor the
@@ -48,9 +49,14 @@ REPORT_LOG = "execution-log.json"
 GLUE_JSON = "glued-values.json"
 
 
+def device_signature() -> str:
+    """What decides the device without importing torch: LABCODE_DEVICE and whether an NVIDIA GPU is present."""
+    return f"LABCODE_DEVICE={os.environ.get('LABCODE_DEVICE', '')};gpu={Path('/dev/nvidia0').exists()}"
+
+
 def fingerprint(root: Path, patterns: list[str]) -> str:
-    """SHA-256 over the files matching ``patterns`` (relative paths and contents)."""
-    digest = hashlib.sha256()
+    """SHA-256 over the files matching ``patterns`` (relative paths and contents) and the device signature."""
+    digest = hashlib.sha256(device_signature().encode())
     files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
     for path in files:
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")

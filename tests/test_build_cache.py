@@ -42,10 +42,10 @@ def make_book(dest: Path) -> Path:
     return dest
 
 
-def build(book: Path, workers: int = 2) -> dict:
+def build(book: Path, workers: int = 2, extra_env: dict[str, str] | None = None) -> dict:
     """Run a plain `jupyter-book build`; return the extension's execution log plus myst-nb's own executions."""
     env = {"LABCODE_BUILD_WORKERS": str(workers), "PATH": str(JB.parent) + ":/usr/bin:/bin",
-           "HOME": str(Path.home()), "LABCODE_DEVICE": "cpu"}
+           "HOME": str(Path.home()), "LABCODE_DEVICE": "cpu", **(extra_env or {})}
     proc = subprocess.run([str(JB), "build", str(book), "-W", "-n", "--keep-going"],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
@@ -107,3 +107,9 @@ def test_two_cold_builds_glue_identical_values(tmp_path: Path) -> None:
     assert a == b
     assert set(a["alpha"]) == {"final_elbo_alpha", "kl_alpha"}
     assert abs(a["alpha"]["kl_alpha"] - 0.876390) < 1e-5   # KL(N(0,.5²)‖N(1,1.5²)) = log 3 + (1/4+1)/4.5 − 1/2
+
+
+def test_device_change_executes_every_chapter(book: Path) -> None:
+    """Outputs computed on one device are never served for another (LABCODE_DEVICE is part of the key)."""
+    log = build(book, extra_env={"LABCODE_DEVICE": "cpu:0"})
+    assert log["executed"] == ["alpha", "beta"] and log["mystnb_executed"] == 0
