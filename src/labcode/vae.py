@@ -138,7 +138,11 @@ def _train_stacked(models: list[VAE], data: Tensor, betas: list[float], *, steps
     beta_t = torch.tensor(betas, device=device, dtype=data.dtype)
     optimiser = torch.optim.Adam(params.values(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
-    objective = vmap(partial(_objective, template), in_dims=(0, None, None, 0))
+    if len(models) > 1:
+        objective = vmap(partial(_objective, template), in_dims=(0, None, None, 0))
+    else:   # one model: the same objective on the single slice, without vmap's overhead
+        def objective(p: dict[str, Tensor], x: Tensor, eps: Tensor, beta: Tensor) -> Tensor:
+            return _objective(template, {k: v[0] for k, v in p.items()}, x, eps, beta[0])[None]
     log = torch.empty(steps, len(models), 3, device=device)
     iterator = range(steps)
     if progress:
