@@ -18,7 +18,10 @@ that a plain ``jupyter-book build .`` uses it:
    myst-nb, which re-runs it and reports the error as usual);
 3. pins the kernels to one BLAS/OpenMP thread, so serial and parallel builds
    give identical numbers;
-4. provides the ``{execution-report}`` directive: a table of each chapter's
+4. writes the executed outputs into ``jupyter_execute/<page>.ipynb``, the
+   notebook behind each page's download button (myst-nb writes it without
+   outputs when the page is served from the cache);
+5. provides the ``{execution-report}`` directive: a table of each chapter's
    execution time and the device it ran on.
 
 Environment: ``LABCODE_BUILD_WORKERS`` sets the number of parallel
@@ -174,6 +177,26 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
     log_path.write_text(json.dumps({"executed": sorted(log), "wall_seconds": wall, "workers": workers}))
 
 
+def on_doctree_read(app: Sphinx, doctree) -> None:
+    """Put the executed outputs into ``jupyter_execute/<page>.ipynb`` (the page's ``.ipynb`` download).
+
+    In cache mode myst-nb renders from the cached, executed notebook but writes the
+    notebook as read, without outputs; this writes the cached outputs merged in.
+    """
+    nb_config = app.env.mystnb_config
+    path = Path(nb_config.output_folder) / f"{app.env.docname}.ipynb"
+    if nb_config.execution_mode != "cache" or not path.is_file():
+        return
+    import nbformat
+    from jupyter_cache import get_cache
+    notebook = nbformat.read(path, as_version=4)
+    try:
+        _, merged = get_cache(nb_config.execution_cache_path).merge_match_into_notebook(notebook)
+    except KeyError:
+        return
+    nbformat.write(merged, path)
+
+
 def glued_values(executed_dir: Path) -> dict[str, dict[str, object]]:
     """``{page: {key: value}}`` from myst-nb's ``*.glue.json`` files: numbers as floats, text as str.
 
@@ -254,6 +277,7 @@ def setup(app: Sphinx) -> dict:
     app.connect("builder-inited", on_builder_inited, priority=900)   # after myst-nb's config
     app.connect("env-get-outdated", on_env_get_outdated)
     app.connect("env-before-read-docs", on_env_before_read_docs, priority=900)
+    app.connect("doctree-read", on_doctree_read)
     app.connect("build-finished", on_build_finished)
     app.add_directive("execution-report", ExecutionReport)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
