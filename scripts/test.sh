@@ -14,5 +14,6 @@ if [[ ! -x /usr/bin/chromium ]]; then
     echo "warning: /usr/bin/chromium not found; the browser tests will be skipped" >&2
   fi
 fi
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"   # small tensors: one thread per process is fastest and deterministic
 "$bin/ruff" check src tests _ext scripts
 "$bin/python" -m pytest "$@"
