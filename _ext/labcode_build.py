@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -120,6 +121,17 @@ def _execute(path: str, nb_json: str, timeout: int, allow_errors: bool) -> tuple
     return nbformat.writes(nb), result.time, error
 
 
+RUNTIMES = ".labcode-runtimes.json"   # beside the cache, so it survives a cleared cache
+
+
+def _expected_seconds(doc: str, text: str, history: dict[str, float]) -> float:
+    """A notebook's expected execution time: its last measured one, else a guess from what it trains."""
+    if doc in history:
+        return history[doc]
+    training = len(re.findall(r"\b(?:fit_vae|analyze_beta_vae|train_vae)\(", text))
+    return 3.0 + 6.0 * training + 0.01 * len(text.splitlines())
+
+
 def _device_name() -> str:
     code = "import labcode as lc; print(lc.device_name(lc.get_device()))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
@@ -153,14 +165,18 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
         LOGGER.info("labcode_build: every notebook is served by the cache (0 executed)")
         log_path.write_text(json.dumps({"executed": [], "wall_seconds": 0.0, "workers": 0}))
         return
+    history_path = Path(nb_config.execution_cache_path).parent / RUNTIMES
+    history = json.loads(history_path.read_text()) if history_path.is_file() else {}
+    # longest first: with one process per core, the longest chapter must not start last
+    todo.sort(key=lambda item: -_expected_seconds(item[0], Path(item[1]).read_text(encoding="utf-8"), history))
     workers = max(1, min(len(todo), int(os.environ.get("LABCODE_BUILD_WORKERS", os.cpu_count() or 1))))
     LOGGER.info(f"labcode_build: executing {len(todo)} notebook(s) with {workers} worker(s)")
-    device = _device_name()
     start = time.perf_counter()
     log = {}
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = {doc: pool.submit(_execute, path, nbformat.writes(nb), nb_config.execution_timeout,
                                     nb_config.execution_allow_errors) for doc, path, nb in todo}
+        device = pool.submit(_device_name).result()   # a short job: it overlaps the notebooks when workers > 1
         for doc, path, _ in todo:
             executed, seconds, error = futures[doc].result()
             if error is not None:
@@ -173,6 +189,8 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
             log[doc] = {"seconds": seconds, "device": device}
             LOGGER.info(f"labcode_build: executed {doc} in {seconds:.1f} s on {device}")
     wall = time.perf_counter() - start
+    history.update({doc: entry["seconds"] for doc, entry in log.items()})
+    history_path.write_text(json.dumps(history, indent=1, sort_keys=True))
     LOGGER.info(f"labcode_build: executed {len(log)} notebook(s) in {wall:.1f} s wall time")
     log_path.write_text(json.dumps({"executed": sorted(log), "wall_seconds": wall, "workers": workers}))
 

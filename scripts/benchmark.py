@@ -58,9 +58,9 @@ def first_code_cell_edit(book: Path) -> str:
     """Append a harmless statement to the first code cell of the first chapter with code; return the chapter."""
     for md in sorted((book / "book").glob("*.md")):
         text = md.read_text()
-        match = re.search(r"```\{code-cell\}[^\n]*\n", text)
+        match = re.search(r"```\{code-cell\}[^\n]*\n.*?(?=\n```)", text, re.DOTALL)
         if match and "kernelspec" in text[:400]:
-            md.write_text(text[:match.end()] + "_benchmark_edit = 1\n" + text[match.end():])
+            md.write_text(text[:match.end()] + "\n_benchmark_edit = 1" + text[match.end():])
             return md.stem
     raise SystemExit("no chapter with code found")
 
