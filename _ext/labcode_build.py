@@ -178,7 +178,10 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
                                     nb_config.execution_allow_errors) for doc, path, nb in todo}
         device = pool.submit(_device_name).result()   # a short job: it overlaps the notebooks when workers > 1
         for doc, path, _ in todo:
-            executed, seconds, error = futures[doc].result()
+            try:
+                executed, seconds, error = futures[doc].result()
+            except Exception as err:   # e.g. a kernel that died on start: myst-nb retries it serially
+                executed, seconds, error = "", 0.0, f"{type(err).__name__}: {err}"
             if error is not None:
                 LOGGER.info(f"labcode_build: {doc} failed ({error}); myst-nb will re-run it and report")
                 continue
