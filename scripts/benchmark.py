@@ -92,9 +92,11 @@ def main() -> None:
     lines.append(f"| parallel / serial cold build | {ratio:.2f} | | <= 0.65 |")
     table = "\n".join(lines)
     print(table)
-    if args.write:
+    if args.write:   # replace the table, keep any later sections (## ...) of the file
+        rest = args.write.read_text().partition("\n## ")[1:] if args.write.exists() else ("", "")
         args.write.write_text("# Build benchmarks\n\nMeasured by `python scripts/benchmark.py --write BENCHMARKS.md` "
-                              "(a plain `jupyter-book build`, on a temporary copy of the book).\n\n" + table + "\n")
+                              "(a plain `jupyter-book build`, on a temporary copy of the book).\n\n" + table + "\n"
+                              + "".join(rest))
 
 
 if __name__ == "__main__":
