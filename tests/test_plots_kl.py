@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from torch.distributions import Normal
 
 from labcode.divergences import GaussianMixture1D, fit_gaussian_kl, gaussian_kl_landscape, monte_carlo_kl_curve
-from labcode.plots.kl import html_table, plot_kl_asymmetry, plot_mc_convergence, plot_mode_fits
+from labcode.plots.kl import plot_kl_asymmetry, plot_mc_convergence, plot_mode_fits
 
 P, Q = Normal(0.0, 0.5), Normal(1.0, 1.5)
 
@@ -55,14 +55,3 @@ def test_plot_mode_fits() -> None:
     landscapes = [gaussian_kl_landscape(target.log_prob, grid, mus, log_sigmas, d) for d in ("forward", "reverse")]
     fig = plot_mode_fits(grid, target.log_prob(grid), forward, reverse, mus, log_sigmas, *landscapes)
     _draw(fig, before, 4)
-
-
-def test_html_table_formats_and_escapes() -> None:
-    table = html_table([{"check": "a < b", "value": 0.123456, "pass": True},
-                        {"check": "c", "value": 2.0, "pass": False}], {"value": ".3f"})
-    assert table.startswith("<table") and table.endswith("</table>")
-    assert "<th>check</th><th>value</th><th>pass</th>" in table
-    assert "<td>a &lt; b</td><td>0.123</td><td>✓</td>" in table
-    assert "<td>2.000</td><td>✗</td>" in table
-    with pytest.raises(ValueError, match="rows must not be empty"):
-        html_table([])

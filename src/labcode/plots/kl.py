@@ -1,9 +1,9 @@
-"""Figures (and the one table renderer) of the chapter "KL divergence"."""
+"""Figures of the chapter "KL divergence"."""
+
 
 from __future__ import annotations
 
-import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -12,35 +12,11 @@ from torch import Tensor
 
 from ..divergences import GaussianFit, MonteCarloCurve
 from .style import COLORS, SEQUENCE, new_figure, panel_label, styled
+from .tables import html_table  # noqa: F401  (re-exported for pages that import it from here)
 
 
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().cpu().double().numpy()
-
-
-def html_table(rows: Sequence[Mapping[str, object]], formats: Mapping[str, str] | None = None) -> str:
-    """Render rows (dicts with the same keys, in column order) as a small HTML table.
-
-    ``formats`` maps a column to a format spec (e.g. ``".4f"``, ``".1e"``);
-    booleans render as ✓ / ✗; everything is HTML-escaped.
-    """
-    if not rows:
-        raise ValueError("rows must not be empty")
-    formats = dict(formats or {})
-    columns = list(rows[0])
-
-    def cell(column: str, value: object) -> str:
-        if isinstance(value, bool):
-            return "✓" if value else "✗"
-        if column in formats:
-            return format(value, formats[column])
-        return str(value)
-
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell(c, row[c]))}</td>" for c in columns) + "</tr>" for row in rows
-    )
-    return f'<table class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _mc_panel(ax: Axes, curve: MonteCarloCurve, exact: float, colour: str, label: str) -> None:

@@ -1,0 +1,31 @@
+"""Small HTML tables for the chapters' measured numbers (the house style for tables)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+
+
+def html_table(rows: Sequence[Mapping[str, object]], formats: Mapping[str, str] | None = None) -> str:
+    """Render rows (dicts with the same keys, in column order) as a small HTML table.
+
+    ``formats`` maps a column to a format spec (e.g. ``".4f"``, ``".1e"``);
+    booleans render as ✓ / ✗; everything is HTML-escaped.
+    """
+    if not rows:
+        raise ValueError("rows must not be empty")
+    formats = dict(formats or {})
+    columns = list(rows[0])
+
+    def cell(column: str, value: object) -> str:
+        if isinstance(value, bool):
+            return "✓" if value else "✗"
+        if column in formats:
+            return format(value, formats[column])
+        return str(value)
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell(c, row[c]))}</td>" for c in columns) + "</tr>" for row in rows
+    )
+    return f'<table class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

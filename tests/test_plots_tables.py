@@ -1,0 +1,19 @@
+"""labcode.plots.tables: the chapters' HTML tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from labcode.plots.tables import html_table
+
+
+def test_html_table_formats_and_escapes() -> None:
+    table = html_table([{"check": "a < b", "value": 0.123456, "pass": True},
+                        {"check": "c", "value": 2.0, "pass": False}], {"value": ".3f"})
+    assert table.startswith("<table") and table.endswith("</table>")
+    assert "<th>check</th><th>value</th><th>pass</th>" in table
+    assert "<td>a &lt; b</td><td>0.123</td><td>✓</td>" in table
+    assert "<td>2.000</td><td>✗</td>" in table
+    with pytest.raises(ValueError, match="rows must not be empty"):
+        html_table([])
+
