@@ -29,28 +29,12 @@ from ._checks import as_tensor, check_finite, check_matrix, check_positive, chec
 from .likelihood import (
     Decoder,
     _check_noise_std,
-    _latent_dim,
+    _prior_log_weight_blocks,
     effective_sample_size,
     gaussian_log_density,
     log_likelihood_matrix,
     log_marginal_likelihood_mc,
-    sample_prior,
 )
-
-#: entries of the (batch, chunk, data_dim) difference tensor held at once
-_CHUNK_ELEMENTS = 1 << 22
-
-
-def _sigma(noise_std: Tensor | float, like: Tensor) -> Tensor:
-    """The checked noise level as a 0-dim tensor in the dtype of ``like``.
-
-    A Python number is converted straight to that dtype (going through a
-    float32 tensor first would round 0.3 to 0.30000001 in float64 work).
-    """
-    sigma = _check_noise_std(noise_std, like)
-    if isinstance(noise_std, (int, float)):
-        return torch.tensor(float(noise_std), dtype=like.dtype, device=like.device)
-    return sigma
 
 
 def prior_log_weights(decoder: Decoder, x: Tensor, n_samples: int, noise_std: Tensor | float, *,
@@ -75,12 +59,9 @@ def prior_log_weights(decoder: Decoder, x: Tensor, n_samples: int, noise_std: Te
     check_matrix("x", x)
     check_finite("x", x)
     check_positive_int("n_samples", n_samples)
-    sigma = _sigma(noise_std, x)
-    z = sample_prior(n_samples, _latent_dim(decoder), generator=generator, device=x.device).to(x.dtype)
-    chunk = max(1, _CHUNK_ELEMENTS // (x.shape[0] * x.shape[1]))
+    sigma = _check_noise_std(noise_std, x)
     with torch.no_grad():
-        return torch.cat([log_likelihood_matrix(decoder, x, z[s:s + chunk], sigma)
-                          for s in range(0, n_samples, chunk)], dim=1)
+        return torch.cat(list(_prior_log_weight_blocks(decoder, x, n_samples, sigma, generator)), dim=1)
 
 
 def _check_log_weights(log_weights: Tensor) -> None:
@@ -263,7 +244,7 @@ def _check_linear_gaussian(x: Tensor, weight: Tensor, bias: Tensor, noise_std: T
     if weight.shape[0] != x.shape[1] or bias.shape != (x.shape[1],):
         raise ValueError(f"weight must be (data_dim, latent_dim) and bias (data_dim,) with data_dim = {x.shape[1]}, "
                          f"got {tuple(weight.shape)} and {tuple(bias.shape)}")
-    return _sigma(noise_std, x)
+    return _check_noise_std(noise_std, x)
 
 
 def linear_gaussian_log_evidence(x: Tensor, weight: Tensor, bias: Tensor, noise_std: Tensor | float) -> Tensor:
@@ -358,7 +339,7 @@ def grid_log_joint(decoder: Decoder, x: Tensor, nodes: Tensor, noise_std: Tensor
     check_matrix("nodes", nodes)
     check_finite("x", x)
     check_finite("nodes", nodes)
-    sigma = _sigma(noise_std, x)
+    sigma = _check_noise_std(noise_std, x)
     with torch.no_grad():
         log_prior = gaussian_log_density(nodes, torch.zeros_like(nodes), 1.0)
         return log_likelihood_matrix(decoder, x, nodes, sigma) + log_prior

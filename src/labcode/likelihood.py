@@ -14,7 +14,7 @@ computed in log space as
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -128,15 +128,22 @@ def log_marginal_likelihood_mc(decoder: Decoder, x: Tensor, n_samples: int,
     check_finite("x", x)
     check_positive_int("n_samples", n_samples)
     sigma = _check_noise_std(noise_std, x)
-    latent_dim = _latent_dim(decoder)
-    # All K prior samples are drawn at once (8 MB at K = 10^6), so the estimate does not depend on the
-    # chunk size or on the other rows of x; only the decoding and the log-sum-exp are chunked.
-    z_all = sample_prior(n_samples, latent_dim, generator=generator, device=x.device).to(x.dtype)
-    chunk = max(1, min(n_samples, _CHUNK_ELEMENTS // max(1, x.shape[0] * x.shape[1])))
     with torch.no_grad():
-        parts = [torch.logsumexp(log_likelihood_matrix(decoder, x, z_all[start:start + chunk], sigma), dim=1)
-                 for start in range(0, n_samples, chunk)]
+        parts = [torch.logsumexp(block, dim=1) for block in _prior_log_weight_blocks(decoder, x, n_samples, sigma, generator)]
         return torch.logsumexp(torch.stack(parts, dim=1), dim=1) - math.log(n_samples)
+
+
+def _prior_log_weight_blocks(decoder: Decoder, x: Tensor, n_samples: int, sigma: Tensor,
+                             generator: torch.Generator | None) -> Iterator[Tensor]:
+    """Blocks of :math:`\\log p(x_i \\mid z_k)`, (batch, chunk) each, for :math:`z_1..z_K \\sim p(z)` (unchecked).
+
+    All K prior samples are drawn at once (8 MB at K = 10^6), so the result does not depend on
+    the chunk size or on the other rows of x; only the decoding is chunked, to bound memory.
+    """
+    z = sample_prior(n_samples, _latent_dim(decoder), generator=generator, device=x.device).to(x.dtype)
+    chunk = max(1, min(n_samples, _CHUNK_ELEMENTS // max(1, x.shape[0] * x.shape[1])))
+    for start in range(0, n_samples, chunk):
+        yield log_likelihood_matrix(decoder, x, z[start:start + chunk], sigma)
 
 
 def approximate_marginal_likelihood(decoder: Decoder, x: Tensor, n_samples: int,
