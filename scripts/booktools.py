@@ -5,6 +5,7 @@ Used by the scripts in this folder and by the tests.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import yaml
@@ -50,3 +51,13 @@ def repository(root: Path = ROOT) -> tuple[str, str]:
     """(url, branch) of the book's repository, as set once in _config.yml."""
     repo = yaml.safe_load((root / "_config.yml").read_text())["repository"]
     return repo["url"].rstrip("/"), repo.get("branch", "master")
+
+
+def report_stale(stale: list[Path], check: bool, command: str) -> int:
+    """Print what a generator script updated (or, with ``check``, found out of date); the exit status."""
+    for path in stale:
+        print(f"{'out of date' if check else 'updated'}: {path.relative_to(ROOT)}")
+    if check and stale:
+        print(f"run: {command}", file=sys.stderr)
+        return 1
+    return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import jupytext
 
-from booktools import ROOT, repository
+from booktools import ROOT, report_stale, repository
 from labcode.checklist import CHECKLIST, ChecklistItem
 from sync_notebooks import install_cell
 
@@ -219,12 +219,7 @@ def main() -> int:
             if not args.check:
                 path.parent.mkdir(exist_ok=True)
                 path.write_text(text, encoding="utf-8")
-    for path in stale:
-        print(f"{'out of date' if args.check else 'updated'}: {path.relative_to(ROOT)}")
-    if args.check and stale:
-        print("run: python scripts/make_student_edition.py", file=sys.stderr)
-        return 1
-    return 0
+    return report_stale(stale, args.check, "python scripts/make_student_edition.py")
 
 
 if __name__ == "__main__":

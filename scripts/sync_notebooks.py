@@ -23,7 +23,7 @@ from pathlib import Path
 
 import jupytext
 
-from booktools import ROOT, notebook_docs, repository, source
+from booktools import ROOT, notebook_docs, report_stale, repository, source
 
 MARKER = "# labcode-install-cell"
 INSTALL_CELL = '''```{{code-cell}} ipython3
@@ -87,13 +87,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only report files that are out of date")
     args = parser.parse_args()
-    stale = sync(args.check)
-    for path in stale:
-        print(f"{'out of date' if args.check else 'updated'}: {path.relative_to(ROOT)}")
-    if args.check and stale:
-        print("run: python scripts/sync_notebooks.py", file=sys.stderr)
-        return 1
-    return 0
+    return report_stale(sync(args.check), args.check, "python scripts/sync_notebooks.py")
 
 
 if __name__ == "__main__":
