@@ -12,7 +12,6 @@ from torch import Tensor
 
 from ..divergences import GaussianFit, MonteCarloCurve
 from .style import COLORS, SEQUENCE, new_figure, panel_label, styled
-from .tables import html_table  # noqa: F401  (re-exported for pages that import it from here)
 
 
 def _np(t: Tensor) -> np.ndarray:
