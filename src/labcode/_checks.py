@@ -34,6 +34,15 @@ def as_tensors(**named: object) -> list[Tensor]:
     return [as_tensor(name, value, like) for name, value in named.items()]
 
 
+def positive_scalar(name: str, value: Tensor | float, like: Tensor) -> Tensor:
+    """``value`` as a checked 0-dim tensor (> 0, finite) in the dtype and on the device of ``like``."""
+    t = as_tensor(name, value, like)
+    if t.dim() != 0:
+        raise ValueError(f"{name} must be a scalar, got shape {tuple(t.shape)}")
+    check_positive(name, t)
+    return t.to(device=like.device, dtype=like.dtype)
+
+
 def check_finite(name: str, t: Tensor) -> None:
     """Raise ``ValueError`` if ``t`` holds a NaN or an infinity."""
     if not torch.isfinite(t).all():

@@ -38,7 +38,15 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ._checks import as_tensor, check_finite, check_matrix, check_positive, check_positive_int, check_same_shape, randn
+from ._checks import (
+    as_tensor,
+    check_finite,
+    check_matrix,
+    check_positive_int,
+    check_same_shape,
+    positive_scalar,
+    randn,
+)
 from .diffusion import alpha_bar_schedule, linear_beta_schedule, prior_matching_kl
 from .estimators import grid_log_joint, latent_grid, repeated_estimates
 from .kl import standard_normal_kl
@@ -60,11 +68,7 @@ Direction = Literal["forward", "reverse"]
 
 def _noise_std(noise_std: Tensor | float, like: Tensor) -> Tensor:
     """The checked noise level as a 0-dim tensor in the dtype and on the device of ``like``."""
-    sigma = as_tensor("noise_std", noise_std, like)
-    if sigma.dim() != 0:
-        raise ValueError(f"noise_std must be a scalar, got shape {tuple(sigma.shape)}")
-    check_positive("noise_std", sigma)
-    return sigma.to(device=like.device, dtype=like.dtype)
+    return positive_scalar("noise_std", noise_std, like)
 
 
 def _check_direction(direction: str) -> None:

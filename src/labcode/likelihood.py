@@ -20,11 +20,10 @@ import torch
 from torch import Tensor
 
 from ._checks import (
-    as_tensor,
     check_finite,
     check_matrix,
-    check_positive,
     check_positive_int,
+    positive_scalar,
     randn,
 )
 
@@ -59,11 +58,7 @@ def gaussian_log_density(x: Tensor, mean: Tensor, noise_std: Tensor | float) -> 
 
 
 def _check_noise_std(noise_std: Tensor | float, like: Tensor) -> Tensor:
-    sigma = as_tensor("noise_std", noise_std, like)
-    if sigma.dim() != 0:
-        raise ValueError(f"noise_std must be a scalar, got shape {tuple(sigma.shape)}")
-    check_positive("noise_std", sigma)
-    return sigma.to(device=like.device, dtype=like.dtype)
+    return positive_scalar("noise_std", noise_std, like)
 
 
 def log_likelihood_given_z(decoder: Decoder, x: Tensor, z: Tensor,
