@@ -114,9 +114,16 @@ def _execute(path: str, nb_json: str, timeout: int, allow_errors: bool) -> tuple
     """Worker: execute one notebook in its own directory; return (executed json, seconds, error)."""
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
-    nb = nbformat.reads(nb_json, as_version=4)
-    result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout,
-                                 allow_errors=allow_errors, meta_override=True)
+    for attempt in range(3):
+        nb = nbformat.reads(nb_json, as_version=4)
+        try:
+            result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout,
+                                         allow_errors=allow_errors, meta_override=True)
+            break
+        except RuntimeError:   # "Kernel died before replying": kernels started at once can race for ports
+            if attempt == 2:
+                raise
+            time.sleep(1.0 + attempt)
     error = None if result.err is None else f"{type(result.err).__name__}: {result.err}"
     return nbformat.writes(nb), result.time, error
 
