@@ -5,6 +5,7 @@ Every chapter of the book calls into this package; ``import labcode as lc``.
 
 from .data import device_name, get_device, make_spiral, spiral_curve
 from .elbo import kl_regularization, reconstruction_loss, reparameterize
+from .experiments import BETA_SWEEP, LAB_SPIRAL, REFERENCE_TRAINING, SpiralSpec, beta_sweep, lab_data, reference_vae
 from .jensen import jensen_gap
 from .kl import gaussian_kl_closed_form, monte_carlo_kl, standard_normal_kl
 from .likelihood import (
@@ -20,11 +21,37 @@ from .likelihood import (
 from .vae import VAE, VAEConfig, analyze_beta_vae, evaluate_vae, fit_vae, train_vae
 
 __all__ = [
-    "VAE", "VAEConfig", "analyze_beta_vae", "approximate_marginal_likelihood", "device_name",
-    "effective_sample_size", "evaluate_vae", "fit_vae", "gaussian_kl_closed_form",
-    "gaussian_log_density", "get_device", "jensen_gap", "kl_regularization", "likelihood_given_z",
-    "log_likelihood_given_z", "log_likelihood_matrix", "log_marginal_likelihood_mc",
-    "make_spiral", "monte_carlo_kl", "reconstruction_loss", "reparameterize", "sample_prior",
-    "spiral_curve", "standard_normal_kl", "train_vae",
+    "BETA_SWEEP",
+    "LAB_SPIRAL",
+    "REFERENCE_TRAINING",
+    "VAE",
+    "SpiralSpec",
+    "VAEConfig",
+    "analyze_beta_vae",
+    "approximate_marginal_likelihood",
+    "beta_sweep",
+    "device_name",
+    "effective_sample_size",
+    "evaluate_vae",
+    "fit_vae",
+    "gaussian_kl_closed_form",
+    "gaussian_log_density",
+    "get_device",
+    "jensen_gap",
+    "kl_regularization",
+    "lab_data",
+    "likelihood_given_z",
+    "log_likelihood_given_z",
+    "log_likelihood_matrix",
+    "log_marginal_likelihood_mc",
+    "make_spiral",
+    "monte_carlo_kl",
+    "reconstruction_loss",
+    "reference_vae",
+    "reparameterize",
+    "sample_prior",
+    "spiral_curve",
+    "standard_normal_kl",
+    "train_vae",
 ]
 __version__ = "0.1.0"
