@@ -19,6 +19,7 @@ from labcode.exact import (
     exact_log_moment_ratio,
     exact_terms,
     fit_gaussian_kl_2d,
+    half_width_for_tail,
     importance_log_weights,
     iwae_bound,
     latent_quadrature,
@@ -286,6 +287,32 @@ def test_truncated_moment_ratio_grows_to_the_full_integral() -> None:
 
 
 # ----------------------------------------------------------------------------- VAE helpers
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_identity_holds_for_an_untrained_vae(seed: int) -> None:
+    """A broad, off-centre q (an untrained VAE) must be held by the box: the identity to the rule's own error.
+
+    Before the box followed q, seed 1's q at the outer point (standard deviation 3.4) lost 5 % of its
+    mass outside [-7, 7]^2 and ELBO + KL(q || p(z|x)) - log p(x) was 0.26 nats.
+    """
+    model = lc.VAE(generator=torch.Generator().manual_seed(seed)).double()
+    x = lc.lab_data()[[0, 150, 300, 450]].double()
+    quad, mu, logvar = vae_quadrature(model, x)
+    terms = exact_terms(quad, mu, logvar)
+    reach = (mu.abs() + 8 * torch.exp(0.5 * logvar)).max().item()
+    assert quad.half_width >= reach
+    assert (quad.log_tail_bound <= math.log(1e-4)).all()
+    assert (terms.discrepancy.abs() <= torch.clamp(terms.error_estimate, min=1e-12)).all(), terms.discrepancy.abs().max()
+    assert ((terms.q_mass - 1).abs() * terms.log_evidence.abs().clamp(min=1) <= 1e-4).all()
+
+
+def test_half_width_for_tail_is_the_smallest_box() -> None:
+    log_mass = -40.0
+    a = half_width_for_tail(log_mass, 0.5, 2)
+    assert tail_bound(a, 0.5, 2) <= log_mass < tail_bound(0.98 * a, 0.5, 2)
+    with pytest.raises(ValueError, match="half_width"):
+        latent_quadrature(lambda z: z, torch.zeros(1, 2, dtype=F64), 1.0, half_width=-1.0)
+
 
 def test_vae_helpers(small_vae) -> None:
     model, data = small_vae

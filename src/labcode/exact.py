@@ -59,6 +59,10 @@ _CHUNK_ELEMENTS = 1 << 22
 #: cells holding less than this fraction of both densities are dropped from the result
 _PRUNE = 1e-30
 
+#: the default box half-width, and how many of q's standard deviations around its mean the box holds at least
+DEFAULT_HALF_WIDTH = 7.0
+Q_BOX_SDS = 8.0
+
 Direction = Literal["forward", "reverse"]
 
 
@@ -69,6 +73,11 @@ Direction = Literal["forward", "reverse"]
 def _noise_std(noise_std: Tensor | float, like: Tensor) -> Tensor:
     """The checked noise level as a 0-dim tensor in the dtype and on the device of ``like``."""
     return positive_scalar("noise_std", noise_std, like)
+
+
+def _log_scale(log_evidence: Tensor) -> Tensor:
+    """:math:`\\max(1, |\\log p(x)|)`: how much a missing part of q's mass moves the identity, per unit of mass."""
+    return log_evidence.abs().clamp(min=1.0)
 
 
 def _check_direction(direction: str) -> None:
@@ -227,7 +236,7 @@ def _check_encoder_args(q_mean: Tensor | None, q_logvar: Tensor | None, batch: i
 
 @torch.no_grad()
 def latent_quadrature(decoder: Decoder, x: Tensor, noise_std: Tensor | float, *, latent_dim: int = 2,
-                      q_mean: Tensor | None = None, q_logvar: Tensor | None = None, half_width: float = 7.0,
+                      q_mean: Tensor | None = None, q_logvar: Tensor | None = None, half_width: float | None = None,
                       points_per_axis: int = 70, refine: int = 3, mass_threshold: float = 1e-10,
                       tol: float = 1e-4, max_levels: int = 6, resolve_q: bool = True) -> LatentQuadrature:
     """Locally refined midpoint rule for :math:`p(x) = \\int_{[-a,a]^d} p(x \\mid z)\\, p(z)\\, dz`, batched over points.
@@ -250,16 +259,25 @@ def latent_quadrature(decoder: Decoder, x: Tensor, noise_std: Tensor | float, *,
        is found even between coarse nodes.
     3. **Convergence.** A point is finished when one more level changes
        :math:`\\log p(x)` by less than ``tol`` and :math:`\\int q` is within
-       ``tol`` of 1 (on the coarse lattice: when the lattice of every second
-       node agrees to ``tol``). The last change is returned as
+       ``tol`` :math:`/ \\max(1, |\\log p(x)|)` of 1 (on the coarse lattice:
+       when the lattice of every second node agrees to these tolerances). The
+       scale matters because a missing part :math:`\\epsilon` of :math:`q`'s
+       mass moves the identity :math:`\\mathrm{ELBO} + \\mathrm{KL}(q \\,\\|\\, p(z \\mid x)) = \\log p(x)`
+       by :math:`\\epsilon \\log p(x)`. The last change is returned as
        :attr:`LatentQuadrature.error_estimate`. Once the cells resolve the
        integrand, each level divides the error by about ``refine``:math:`^2`
        (or much more for a smooth integrand), so the finer rule's error is
        well below that change.
 
     Nothing outside :math:`[-a, a]^d` is integrated; :func:`tail_bound` bounds
-    that part. A posterior mode narrower than :math:`h_0` that lies away from
-    :math:`q` can be missed by any grid: choose :math:`h_0` accordingly.
+    that part. Without ``half_width`` the box is chosen so that it holds both
+    densities to the tolerance: it contains :math:`q`'s box of
+    :data:`Q_BOX_SDS` standard deviations around its mean for every point (and
+    :math:`[-7, 7]^d`), and when the tail bound relative to the computed
+    :math:`p(x)` exceeds ``tol`` for some point, the rule is run again on the
+    box that makes the bound smaller than ``tol``. A posterior mode narrower
+    than :math:`h_0` that lies away from :math:`q` can be missed by any grid:
+    choose :math:`h_0` accordingly.
 
     Args:
         decoder: :math:`f`, maps (n, d) to (n, D) (an ``nn.Module`` is run in its own dtype).
@@ -267,7 +285,7 @@ def latent_quadrature(decoder: Decoder, x: Tensor, noise_std: Tensor | float, *,
         noise_std: :math:`\\sigma > 0`.
         latent_dim: :math:`d`.
         q_mean, q_logvar: optional (B, d) means and log-variances of :math:`q(z \\mid x)`.
-        half_width: :math:`a > 0`.
+        half_width: :math:`a > 0`; ``None`` (the default) chooses it as described above.
         points_per_axis: :math:`G >= 2`.
         refine: sub-cells per axis of a split cell (>= 2).
         mass_threshold: cells above this fraction of :math:`m` are split (in (0, 1)).
@@ -280,6 +298,8 @@ def latent_quadrature(decoder: Decoder, x: Tensor, noise_std: Tensor | float, *,
     check_matrix("x", x)
     check_finite("x", x)
     check_positive_int("latent_dim", latent_dim)
+    if half_width is not None and not (isinstance(half_width, (int, float)) and math.isfinite(half_width) and half_width > 0):
+        raise ValueError(f"half_width must be a finite number > 0, got {half_width}")
     check_positive_int("points_per_axis", points_per_axis)
     if points_per_axis < 2:
         raise ValueError(f"points_per_axis must be >= 2, got {points_per_axis}")
@@ -292,9 +312,42 @@ def latent_quadrature(decoder: Decoder, x: Tensor, noise_std: Tensor | float, *,
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol}")
     batch, data_dim = x.shape
-    d = latent_dim
-    _check_encoder_args(q_mean, q_logvar, batch, d)
+    _check_encoder_args(q_mean, q_logvar, batch, latent_dim)
     sigma = _noise_std(noise_std, x)
+    options = dict(latent_dim=latent_dim, q_mean=q_mean, q_logvar=q_logvar, points_per_axis=points_per_axis,
+                   refine=refine, mass_threshold=mass_threshold, tol=tol, max_levels=max_levels, resolve_q=resolve_q)
+    if half_width is not None:
+        return _latent_quadrature(decoder, x, sigma, half_width=float(half_width), **options)
+    box = DEFAULT_HALF_WIDTH
+    if q_mean is not None:
+        reach = q_mean.abs() + Q_BOX_SDS * torch.exp(0.5 * q_logvar)
+        box = max(box, reach.max().item())
+    quad = _latent_quadrature(decoder, x, sigma, half_width=box, **options)
+    if quad.log_tail_bound.max().item() > math.log(tol):
+        needed = half_width_for_tail(quad.log_evidence.min().item() + math.log(tol), float(sigma), data_dim, latent_dim)
+        quad = _latent_quadrature(decoder, x, sigma, half_width=max(needed, box), **options)
+    return quad
+
+
+def half_width_for_tail(log_mass: float, noise_std: float, data_dim: int, latent_dim: int = 2) -> float:
+    """The smallest box half-width :math:`a` (to 1 %) whose :func:`tail_bound` is at most ``exp(log_mass)``."""
+    low, high = 1.0, 2.0
+    while tail_bound(high, noise_std, data_dim, latent_dim) > log_mass:
+        low, high = high, 2 * high
+        if high > 1e3:
+            raise ValueError(f"no box below 1000 bounds the tail by exp({log_mass})")
+    while high - low > 0.01 * low:
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if tail_bound(mid, noise_std, data_dim, latent_dim) > log_mass else (low, mid)
+    return high
+
+
+def _latent_quadrature(decoder: Decoder, x: Tensor, sigma: Tensor, *, latent_dim: int, q_mean: Tensor | None,
+                       q_logvar: Tensor | None, half_width: float, points_per_axis: int, refine: int,
+                       mass_threshold: float, tol: float, max_levels: int, resolve_q: bool) -> LatentQuadrature:
+    """The rule of :func:`latent_quadrature` on the box of half-width ``half_width`` (arguments already checked)."""
+    batch, data_dim = x.shape
+    d = latent_dim
     log_tail = tail_bound(half_width, float(sigma), data_dim, d)
     dtype, device = x.dtype, x.device
     use_q = q_mean is not None
@@ -342,7 +395,7 @@ def latent_quadrature(decoder: Decoder, x: Tensor, noise_std: Tensor | float, *,
                               log_volume + d * math.log(2.0))
     change = (log_evidence - coarser[0]).abs()
     if resolve_q:
-        change = torch.maximum(change, (q_mass - coarser[1]).abs())
+        change = torch.maximum(change, (q_mass - coarser[1]).abs() * _log_scale(log_evidence))
     h = 2 * half_width / points_per_axis
     point = torch.arange(batch, device=device)[:, None].expand(-1, nodes0.shape[0])
     z = nodes0[None].expand(batch, -1, -1)
@@ -358,7 +411,7 @@ def latent_quadrature(decoder: Decoder, x: Tensor, noise_std: Tensor | float, *,
         unresolved_q = (q_width < h) if use_q else torch.zeros(batch, dtype=torch.bool, device=device)
         open_points = change > tol
         if resolve_q:
-            open_points |= ((q_mass - 1).abs() > tol) | unresolved_q
+            open_points |= ((q_mass - 1).abs() * _log_scale(log_evidence) > tol) | unresolved_q
         mass = mixture_mass(log_joint, log_q, log_volume, log_evidence[point])
         if levels < max_levels and open_points.any():
             proxy = _neighbour_max(mass.reshape(lattice)).reshape(batch, -1) if levels == 0 else mass
@@ -396,7 +449,7 @@ def latent_quadrature(decoder: Decoder, x: Tensor, noise_std: Tensor | float, *,
         refined[parent_point] = True
         step = (new_log_evidence - log_evidence).abs()
         if resolve_q:
-            step = torch.maximum(step, (new_q_mass - q_mass).abs())
+            step = torch.maximum(step, (new_q_mass - q_mass).abs() * _log_scale(new_log_evidence))
         change = torch.where(refined, step, change)
         log_evidence, q_mass = new_log_evidence, new_q_mass
 
