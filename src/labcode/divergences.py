@@ -1,4 +1,4 @@
-"""Computational helpers for the chapters "KL divergence" (Part 3) and "Jensen's inequality" (Part 4).
+"""Computational helpers for the chapters "Jensen's inequality" and "KL divergence" (the lab's Parts 4 and 3).
 
 The closed forms themselves live in :mod:`labcode.kl` and :mod:`labcode.jensen`;
 this module holds what the two chapters need to *show* them:
@@ -368,14 +368,14 @@ def uniform_jensen_gap(a: float, b: float) -> Tensor:
 
 
 def gamma_jensen_gap(concentration: float) -> Tensor:
-    """Exact :math:`\\log\\mathbb E[X] - \\mathbb E[\\log X] = \\log k - \\psi(k)` for :math:`X \\sim \\mathrm{Gamma}(k, \\text{rate})`.
+    """Exact :math:`\\log\\mathbb E[X] - \\mathbb E[\\log X] = \\log k - \\psi(k)` for :math:`X \\sim \\mathrm{Gamma}(k, \\lambda)`.
 
-    :math:`\\mathbb E[X] = k/\\text{rate}` and
-    :math:`\\mathbb E[\\log X] = \\psi(k) - \\log \\text{rate}` (:math:`\\psi` the
+    With shape :math:`k` and rate :math:`\\lambda`, :math:`\\mathbb E[X] = k/\\lambda` and
+    :math:`\\mathbb E[\\log X] = \\psi(k) - \\log \\lambda` (:math:`\\psi` the
     digamma function), so the rate cancels: the gap is scale invariant.
     :math:`k = 1` is the exponential distribution, with gap
-    :math:`-\\psi(1) = \\gamma` (Euler–Mascheroni); :math:`k = 2` gives
-    :math:`\\log 2 - (1 - \\gamma)`.
+    :math:`-\\psi(1) = \\gamma_{\\mathrm E}` (Euler–Mascheroni); :math:`k = 2` gives
+    :math:`\\log 2 - (1 - \\gamma_{\\mathrm E})`.
 
     Returns:
         0-dim float64 tensor.

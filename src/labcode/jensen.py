@@ -1,4 +1,4 @@
-"""Jensen's inequality for the logarithm (Part 4; chapter "Jensen's inequality").
+"""Jensen's inequality for the logarithm (the lab's Part 4; chapter "Jensen's inequality").
 
 For a positive random variable :math:`X` and the concave :math:`\\log`,
 :math:`\\log \\mathbb E[X] \\ge \\mathbb E[\\log X]`; the gap is zero only

@@ -1,4 +1,4 @@
-"""KL divergence (Part 3; chapter "KL divergence").
+"""KL divergence (the lab's Part 3; chapter "KL divergence").
 
 .. math:: \\mathrm{KL}(p \\,\\|\\, q) = \\mathbb E_{x \\sim p}\\big[\\log p(x) - \\log q(x)\\big] \\ \\ge 0.
 """
