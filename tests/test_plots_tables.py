@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labcode.plots.tables import html_table
+from labcode.plots.tables import html_table, prose_list
 
 
 def test_html_table_formats_and_escapes() -> None:
@@ -17,3 +17,11 @@ def test_html_table_formats_and_escapes() -> None:
     with pytest.raises(ValueError, match="rows must not be empty"):
         html_table([])
 
+
+
+def test_prose_list_joins_like_a_sentence() -> None:
+    assert prose_list(["β = 10"]) == "β = 10"
+    assert prose_list(["β = 5", "β = 10"]) == "β = 5 and β = 10"
+    assert prose_list([0.1, 1, 5]) == "0.1, 1 and 5"
+    with pytest.raises(ValueError, match="items must not be empty"):
+        prose_list([])

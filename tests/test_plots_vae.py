@@ -109,6 +109,12 @@ def test_beta_vae(sweep, data):
         plot_beta_vae(sweep, data, show=(0.0, 2.0, 10.0))
     with pytest.raises(ValueError, match="three β"):
         plot_beta_vae(sweep, data, show=(0.0, 1.0))
+    fig = plot_beta_vae(sweep, data, show=(0.0, 1.0, 10.0), indices=(5, 25, 45), radii=(1.0, 4.0))
+    circles = [p for p in fig.axes[3].patches if (p.get_label() or "").startswith("prior contours")]
+    assert [c.get_label() for c in circles] == ["prior contours, $|z| = 1, 4$"]
+    assert fig.axes[3].get_xlim()[1] >= 4.0                    # the largest contour is inside the panel
+    with pytest.raises(ValueError, match="radii must be positive"):
+        plot_beta_vae(sweep, data, show=(0.0, 1.0, 10.0), indices=(5, 25, 45), radii=(1.0, -2.0))
 
 
 def test_two_forces(sweep, data):

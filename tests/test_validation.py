@@ -125,3 +125,17 @@ def test_number_format():
     assert validation._format_number(0.1681442) == "0.168144"
     assert validation._format_number(1.2e-7) == "1.20e-07"
     assert validation._format_number(float("nan")) == "nan"
+
+
+def test_checks_read_their_parameters_from_the_module(monkeypatch) -> None:
+    """The chapter glues these constants; the checks must use them, and the exact Jensen gap refuses other values."""
+    model = validation.LinearGaussianModel.default()
+    u = model.weight / torch.tensor(validation.LINEAR_SCALES)          # W = U diag(a): U is a rotation
+    torch.testing.assert_close(u.T @ u, torch.eye(2), atol=1e-6, rtol=0)
+    assert math.isclose(torch.linalg.det(u).item(), 1.0, abs_tol=1e-6)
+    assert model.noise_std == validation.LINEAR_NOISE
+    monkeypatch.setattr(validation, "BOUND_POINTS", 3)
+    assert all(c.passed for c in validation.check_elbo_bound(generator=torch.Generator().manual_seed(0)))
+    monkeypatch.setattr(validation, "JENSEN_VALUES", (1.0, 2.0))
+    with pytest.raises(ValueError, match="JENSEN_VALUES"):
+        validation.check_jensen()

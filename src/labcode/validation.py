@@ -65,49 +65,65 @@ def _max_abs(a: Tensor, b: Tensor) -> float:
 
 # -- 1. Gaussian KL in closed form ------------------------------------------------------------
 
+#: the lab's test pair (mu1, sigma1, mu2, sigma2): KL(N(0.5, 0.8²) ‖ N(0, 1))
+KL_TEST_PAIR: tuple[float, float, float, float] = (0.5, 0.8, 0.0, 1.0)
+#: tolerance of the checks between closed forms (float32 rounding, not sampling)
+CLOSED_FORM_TOL = 1e-6
+
+
 def check_gaussian_kl(device: Device = None) -> list[Check]:
-    """``gaussian_kl_closed_form(0.5, 0.8, 0, 1)`` against the lab's formula and ``torch.distributions``.
+    """``gaussian_kl_closed_form`` on :data:`KL_TEST_PAIR` against the lab's formula and ``torch.distributions``.
 
     The lab's formula is
     :math:`\\tfrac12\\big[(\\sigma_1/\\sigma_2)^2 + ((\\mu_1-\\mu_2)/\\sigma_2)^2 - 1 - 2\\log(\\sigma_1/\\sigma_2)\\big]`.
     """
-    mu1, sigma1, mu2, sigma2 = (torch.tensor(v, device=device) for v in (0.5, 0.8, 0.0, 1.0))
+    mu1, sigma1, mu2, sigma2 = (torch.tensor(v, device=device) for v in KL_TEST_PAIR)
     kl = gaussian_kl_closed_form(mu1, sigma1, mu2, sigma2).item()
     manual = 0.5 * ((sigma1 / sigma2) ** 2 + ((mu1 - mu2) / sigma2) ** 2 - 1 - 2 * torch.log(sigma1 / sigma2))
     reference = kl_divergence(Normal(mu1, sigma1), Normal(mu2, sigma2))
     return [
-        _close("Gaussian KL = lab formula", kl, manual.item(), 1e-6, f"{manual.item():.6f} (lab formula)"),
-        _close("Gaussian KL = torch.distributions", kl, reference.item(), 1e-6,
+        _close("Gaussian KL = lab formula", kl, manual.item(), CLOSED_FORM_TOL, f"{manual.item():.6f} (lab formula)"),
+        _close("Gaussian KL = torch.distributions", kl, reference.item(), CLOSED_FORM_TOL,
                f"{reference.item():.6f} (torch.distributions)"),
     ]
 
 
 # -- 2. Jensen's inequality ---------------------------------------------------------------------
 
+#: the lab's three values: X uniform on {1, 4, 9}
+JENSEN_VALUES: tuple[float, ...] = (1.0, 4.0, 9.0)
+
+
 def check_jensen() -> list[Check]:
     """Jensen on :math:`X` uniform on {1, 4, 9}: :math:`\\log \\E X - \\E \\log X = \\log\\tfrac{14}{3} - \\tfrac23\\log 6 > 0`."""
-    values = torch.tensor([1.0, 4.0, 9.0])
+    if JENSEN_VALUES != (1.0, 4.0, 9.0):
+        raise ValueError(f"the exact gap below is for (1, 4, 9), got JENSEN_VALUES = {JENSEN_VALUES}")
+    values = torch.tensor(JENSEN_VALUES)
     gap = jensen_gap(values).item()
     log_mean, mean_log = torch.log(values.mean()).item(), torch.log(values).mean().item()
     exact = math.log(14 / 3) - 2 * math.log(6) / 3
     return [
         Check("Jensen: log E[X] ≥ E[log X]", "log-mean − mean-log ≥ 0", log_mean - mean_log, 0.0,
               bool(log_mean >= mean_log)),
-        _close("Jensen gap on {1, 4, 9}", gap, exact, 1e-6, f"log(14/3) − (2/3) log 6 = {exact:.6f}"),
+        _close("Jensen gap on {1, 4, 9}", gap, exact, CLOSED_FORM_TOL, f"log(14/3) − (2/3) log 6 = {exact:.6f}"),
     ]
 
 
 # -- 3. The ELBO's decomposition ----------------------------------------------------------------
 
+#: number of random points on which the ELBO's decomposition is checked
+DECOMPOSITION_POINTS = 5
+
+
 def check_elbo_decomposition(*, generator: torch.Generator, device: Device = None) -> list[Check]:
-    """``VAE.compute_elbo`` on 5 random points of an untrained VAE, term by term.
+    """``VAE.compute_elbo`` on :data:`DECOMPOSITION_POINTS` random points of an untrained VAE, term by term.
 
     Reference: :math:`\\log \\mathcal N(x;\\ \\hat x,\\ \\sigma_x^2 I)` and
     :math:`\\mathrm{KL}(q\\,\\|\\,\\mathcal N(0, I))` from ``torch.distributions``,
     with the returned ``z`` and ``x_recon``; the ELBO must equal their difference.
     """
     model = VAE(2, 2, 32, generator=generator).to(device)
-    x = randn((5, 2), generator=generator, device=device)
+    x = randn((DECOMPOSITION_POINTS, 2), generator=generator, device=device)
     with torch.no_grad():
         out = model.compute_elbo(x, generator=generator)
         sigma_x = model.noise_std
@@ -159,10 +175,15 @@ def check_reparameterization(*, generator: torch.Generator, device: Device = Non
 
 # -- 5. KL to the standard normal ----------------------------------------------------------------
 
+#: rows (mu, logvar) of the standard-normal KL check, and the scale of their standard-normal entries
+SNKL_ROWS = 1000
+SNKL_SCALE = 2.0
+
+
 def check_standard_normal_kl(*, generator: torch.Generator, device: Device = None) -> list[Check]:
-    """``standard_normal_kl`` on 1000 random (mu, logvar) rows in 2-D against ``torch.distributions``."""
-    mu = 2 * randn((1000, 2), generator=generator, device=device)
-    logvar = 2 * randn((1000, 2), generator=generator, device=device)
+    """``standard_normal_kl`` on :data:`SNKL_ROWS` random (mu, logvar) rows in 2-D against ``torch.distributions``."""
+    mu = SNKL_SCALE * randn((SNKL_ROWS, 2), generator=generator, device=device)
+    logvar = SNKL_SCALE * randn((SNKL_ROWS, 2), generator=generator, device=device)
     kl = standard_normal_kl(mu, logvar)
     reference = kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(0.0, 1.0)).sum(-1)
     relative = ((kl - reference).abs() / reference.abs().clamp_min(1.0)).max().item()
@@ -172,15 +193,23 @@ def check_standard_normal_kl(*, generator: torch.Generator, device: Device = Non
 
 # -- 6. ELBO ≤ log p(x) for a linear-Gaussian model ------------------------------------------------
 
+#: the default linear-Gaussian model: W = U diag(scales) with U the rotation by ``angle``, bias b, noise sigma_x
+LINEAR_ANGLE = 0.6
+LINEAR_SCALES: tuple[float, float] = (2.0, 0.7)
+LINEAR_BIAS: tuple[float, float] = (0.5, -1.0)
+LINEAR_NOISE = 0.4
+
+
 @dataclass(frozen=True)
 class LinearGaussianModel:
-    """:math:`p(z) = \\mathcal N(0, I_2)`, :math:`p(x\\mid z) = \\mathcal N(Wz + b, \\sigma^2 I_2)`.
+    """:math:`p(z) = \\mathcal N(0, I_2)`, :math:`p(x\\mid z) = \\mathcal N(Wz + b, \\sigma_x^2 I_2)`.
 
-    Then :math:`p(x) = \\mathcal N(b,\\ WW^\\top + \\sigma^2 I)` and
-    :math:`p(z \\mid x) = \\mathcal N(\\Sigma W^\\top(x-b)/\\sigma^2,\\ \\Sigma)` with
-    :math:`\\Sigma = (I + W^\\top W/\\sigma^2)^{-1}`. ``W`` has orthogonal columns,
-    so :math:`W^\\top W` and the posterior covariance are diagonal and the
-    posterior is a member of the encoder's diagonal-Gaussian family.
+    Then (chapter "Bayes' rule", ``bayes-prop-linear``) :math:`p(x) = \\mathcal N(b,\\ WW^\\top + \\sigma_x^2 I)` and
+    :math:`p(z \\mid x) = \\mathcal N(S W^\\top(x-b)/\\sigma_x^2,\\ S)` with
+    :math:`S = (I + W^\\top W/\\sigma_x^2)^{-1}`. The default ``W = U diag(a)``, with
+    :math:`U` a rotation, has orthogonal columns, so :math:`W^\\top W` and the
+    posterior covariance are diagonal and the posterior is a member of the
+    encoder's diagonal-Gaussian family.
     """
 
     weight: Tensor   # W: (2, 2)
@@ -189,10 +218,10 @@ class LinearGaussianModel:
 
     @classmethod
     def default(cls, device: Device = None) -> LinearGaussianModel:
-        angle = torch.tensor(0.6)
+        angle = torch.tensor(LINEAR_ANGLE)
         rotation = torch.stack([torch.stack([angle.cos(), -angle.sin()]), torch.stack([angle.sin(), angle.cos()])])
-        weight = rotation @ torch.diag(torch.tensor([2.0, 0.7]))
-        return cls(weight.to(device), torch.tensor([0.5, -1.0], device=device), 0.4)
+        weight = rotation @ torch.diag(torch.tensor(LINEAR_SCALES))    # W = U diag(a)
+        return cls(weight.to(device), torch.tensor(LINEAR_BIAS, device=device), LINEAR_NOISE)
 
     def decode(self, z: Tensor) -> Tensor:
         """(..., 2) -> (..., 2): :math:`Wz + b`."""
@@ -205,13 +234,16 @@ class LinearGaussianModel:
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Exact posterior as (mean, logvar), each (n, 2)."""
-        var = 1.0 / (1.0 + (self.weight**2).sum(0) / self.noise_std**2)   # diagonal of Σ
+        var = 1.0 / (1.0 + (self.weight**2).sum(0) / self.noise_std**2)   # diagonal of S
         mean = var * ((x - self.bias) @ self.weight) / self.noise_std**2
         return mean, torch.log(var).expand_as(mean)
 
 
 ELBO_SAMPLES = 100_000
 ELBO_STDERRS = 5.0   # Monte Carlo tolerance, in standard errors
+BOUND_POINTS = 5     # points drawn from the linear-Gaussian model
+Q_SHIFT = 0.3        # the q that is not the posterior: mean shifted by Q_SHIFT ...
+Q_SCALE = 1.2        # ... and standard deviation scaled by Q_SCALE
 
 
 def monte_carlo_elbo(model: LinearGaussianModel, x: Tensor, mu: Tensor, logvar: Tensor, *,
@@ -239,18 +271,18 @@ def monte_carlo_elbo(model: LinearGaussianModel, x: Tensor, mu: Tensor, logvar: 
 
 
 def check_elbo_bound(*, generator: torch.Generator, device: Device = None) -> list[Check]:
-    """:math:`\\mathrm{ELBO}(q) \\le \\log p(x)`, with gap :math:`\\mathrm{KL}(q\\,\\|\\,p(z\\mid x))`, tight at the posterior.
+    """:math:`\\mathrm{ELBO}(x; q) \\le \\log p(x)`, with gap :math:`\\mathrm{KL}(q\\,\\|\\,p(z\\mid x))`, tight at the posterior.
 
-    Five points drawn from the model; ``q`` is the exact posterior with its
-    mean shifted by 0.3 and its standard deviation scaled by 1.2. The two
-    identities are checked to within ``ELBO_STDERRS`` Monte Carlo standard errors.
+    :data:`BOUND_POINTS` points drawn from the model; ``q`` is the exact posterior with its
+    mean shifted by :data:`Q_SHIFT` and its standard deviation scaled by :data:`Q_SCALE`. The two
+    identities are checked to within :data:`ELBO_STDERRS` Monte Carlo standard errors.
     """
     model = LinearGaussianModel.default(device)
-    z_true = randn((5, 2), generator=generator, device=device)
-    x = model.decode(z_true) + model.noise_std * randn((5, 2), generator=generator, device=device)
+    z_true = randn((BOUND_POINTS, 2), generator=generator, device=device)
+    x = model.decode(z_true) + model.noise_std * randn((BOUND_POINTS, 2), generator=generator, device=device)
     log_px = model.log_evidence(x)
     post_mu, post_logvar = model.posterior(x)
-    q_mu, q_logvar = post_mu + 0.3, post_logvar + 2 * math.log(1.2)
+    q_mu, q_logvar = post_mu + Q_SHIFT, post_logvar + 2 * math.log(Q_SCALE)
     elbo_q, se_q = monte_carlo_elbo(model, x, q_mu, q_logvar, n_samples=ELBO_SAMPLES, generator=generator)
     elbo_post, se_post = monte_carlo_elbo(model, x, post_mu, post_logvar, n_samples=ELBO_SAMPLES,
                                           generator=generator)
@@ -260,9 +292,9 @@ def check_elbo_bound(*, generator: torch.Generator, device: Device = None) -> li
     return [
         Check("ELBO ≤ log p(x)", "max (ELBO − log p(x)) < 0", worst, 0.0, bool(worst < 0)),
         _close("gap = KL(q ‖ p(z|x))", _max_abs(log_px - elbo_q, kl_q_post), 0.0,
-               ELBO_STDERRS * se_q.max().item(), "max |log p(x) − ELBO − KL| ≤ 5 s.e."),
+               ELBO_STDERRS * se_q.max().item(), f"max |log p(x) − ELBO − KL| ≤ {ELBO_STDERRS:g} s.e."),
         _close("ELBO tight at q = p(z|x)", _max_abs(elbo_post, log_px), 0.0,
-               ELBO_STDERRS * se_post.max().item(), "max |ELBO − log p(x)| ≤ 5 s.e."),
+               ELBO_STDERRS * se_post.max().item(), f"max |ELBO − log p(x)| ≤ {ELBO_STDERRS:g} s.e."),
     ]
 
 
@@ -273,11 +305,12 @@ MC_KL_TOL = 0.01
 
 
 def check_monte_carlo_kl(*, generator: torch.Generator, device: Device = None) -> list[Check]:
-    """``monte_carlo_kl`` with :math:`10^5` samples of :math:`\\mathcal N(0.5, 0.8^2)` against the closed form to :math:`\\mathcal N(0, 1)`."""
-    p, q = Normal(torch.tensor(0.5, device=device), 0.8), Normal(torch.tensor(0.0, device=device), 1.0)
-    samples = 0.5 + 0.8 * randn((MC_KL_SAMPLES,), generator=generator, device=device)
+    """``monte_carlo_kl`` with :data:`MC_KL_SAMPLES` samples of :math:`p` against the closed form, for :data:`KL_TEST_PAIR`."""
+    mu1, sigma1, mu2, sigma2 = KL_TEST_PAIR
+    p, q = Normal(torch.tensor(mu1, device=device), sigma1), Normal(torch.tensor(mu2, device=device), sigma2)
+    samples = mu1 + sigma1 * randn((MC_KL_SAMPLES,), generator=generator, device=device)
     estimate = monte_carlo_kl(samples, p.log_prob, q.log_prob).item()
-    exact = gaussian_kl_closed_form(0.5, 0.8, 0.0, 1.0).item()
+    exact = gaussian_kl_closed_form(*KL_TEST_PAIR).item()
     return [_close("Monte Carlo KL ≈ closed form", estimate, exact, MC_KL_TOL, f"{exact:.6f} (closed form)")]
 
 

@@ -1,4 +1,4 @@
-"""Small HTML tables for the chapters' measured numbers (the house style for tables)."""
+"""Small HTML tables for the chapters' measured numbers (the house style for tables), and lists in words."""
 
 from __future__ import annotations
 
@@ -29,3 +29,17 @@ def html_table(rows: Sequence[Mapping[str, object]], formats: Mapping[str, str] 
         "<tr>" + "".join(f"<td>{html.escape(cell(c, row[c]))}</td>" for c in columns) + "</tr>" for row in rows
     )
     return f'<table class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def prose_list(items: Sequence[object]) -> str:
+    """Items joined as an English list for glued prose: ``"a"``, ``"a and b"``, ``"a, b and c"``.
+
+    A chapter uses it for sentences whose content is computed (for example the β
+    values whose models collapsed), so that the sentence follows the data.
+    """
+    words = [str(item) for item in items]
+    if not words:
+        raise ValueError("items must not be empty")
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " and " + words[-1]

@@ -48,11 +48,17 @@ def _spiral_scatter(ax: Axes, points: Tensor, *, size: float = MARKER_SIZE, alph
                       linewidths=0, **kw)
 
 
-def _prior_circles(ax: Axes, radii: Sequence[float] = (1.0, 2.0, 3.0)) -> None:
+PRIOR_RADII: tuple[float, ...] = (1.0, 2.0, 3.0)
+
+
+def _prior_circles(ax: Axes, radii: Sequence[float] = PRIOR_RADII) -> None:
     """Contours of the prior density N(0, I) in two dimensions: circles |z| = r."""
+    if len(radii) == 0 or any(not r > 0 for r in radii):
+        raise ValueError(f"radii must be positive numbers, got {tuple(radii)}")
+    text = ", ".join(f"{r:g}" for r in radii)
     for i, r in enumerate(radii):
         ax.add_patch(Circle((0.0, 0.0), r, fill=False, color=COLORS["p"], lw=1.0, ls="--", alpha=0.8,
-                            label="prior contours, $|z| = 1, 2, 3$" if i == 0 else None))
+                            label=f"prior contours, $|z| = {text}$" if i == 0 else None))
 
 
 # ---------------------------------------------------------------- chapter "The ELBO"
@@ -215,7 +221,8 @@ def _check_betas(results: Mapping[float, Mapping], betas: Sequence[float]) -> No
 
 @styled
 def plot_beta_vae(results: Mapping[float, Mapping], data: Tensor, *, show: Sequence[float] = (0.0, 1.0, 10.0),
-                  indices: Sequence[int] = (40, 140, 240, 340, 440)) -> Figure:
+                  indices: Sequence[int] = (40, 140, 240, 340, 440),
+                  radii: Sequence[float] = PRIOR_RADII) -> Figure:
     """The β sweep in four panels (top row a-c, bottom row d).
 
     (a) the reconstruction term and the KL against β (categorical positions,
@@ -223,9 +230,10 @@ def plot_beta_vae(results: Mapping[float, Mapping], data: Tensor, *, show: Seque
     spiral position; (c) the reconstructions (decoder means at one
     :math:`z \\sim q(z\\mid x)`) of the points ``indices`` for each of the three β
     in ``show``, joined to their originals; (d) latent means :math:`\\mu_\\phi(x)`
-    for each β in ``show``, coloured by spiral position, over the prior's contours.
+    for each β in ``show``, coloured by spiral position, over the prior's contours
+    :math:`|z| = r` for ``r`` in ``radii``.
 
-    ``results`` is the dict returned by :func:`labcode.analyze_beta_vae`.
+    ``results`` is the dict returned by :func:`labcode.analyze_beta_vae` (or :func:`labcode.beta_sweep`).
     """
     if len(show) != 3:
         raise ValueError(f"show must name three β values, got {tuple(show)}")
@@ -277,9 +285,9 @@ def plot_beta_vae(results: Mapping[float, Mapping], data: Tensor, *, show: Seque
     panel_label(ax_rec, "(c)")
 
     # (d) latent means, one panel per beta
-    lim = max(3.2, *(float(np.abs(_np(results[float(b)]["latent_means"])).max()) * 1.08 for b in show))
+    lim = max(1.07 * max(radii), *(float(np.abs(_np(results[float(b)]["latent_means"])).max()) * 1.08 for b in show))
     for ax, beta in zip(latent_axes, show, strict=True):
-        _prior_circles(ax)
+        _prior_circles(ax, radii)
         _spiral_scatter(ax, results[float(beta)]["latent_means"], size=5)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
