@@ -89,6 +89,15 @@ def test_plot_rate_distortion_and_prior_matching(rc_unchanged) -> None:
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="distortion"):
         plot_rate_distortion([0.0, 1.0], [1.0, 2.0], [1.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="zoom_rate"):
+        plot_rate_distortion([0.0, 1.0], [1.0, 2.0], [1.0, 0.5], [1.0, 2.0], zoom_rate=-1.0)
+
+
+def test_plot_rate_distortion_zooms_on_all_but_the_largest_rate(rc_unchanged) -> None:
+    fig = plot_rate_distortion([0.0, 0.1, 1.0, 10.0], [50.0, 14.0, 4.7, 0.0], [-6.5, -5.0, -0.3, 5.5],
+                               [24.0, 9.0, 4.1, 5.5])
+    right = fig.axes[1].get_xlim()[1]
+    assert 14.0 < right < 50.0
     fig = plot_prior_matching([10, 100], [0.01, 0.02], torch.tensor([[1.0, 0.1], [0.5, 1e-3]], dtype=F64))
     assert len(fig.axes) == 1
     with pytest.raises(ValueError, match="kl"):

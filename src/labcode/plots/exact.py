@@ -127,7 +127,7 @@ def plot_estimators(prior: SpreadStudy, proposal: SpreadStudy, log_evidence: Ten
                     log_c_prior: Tensor, labels: Sequence[str]) -> Figure:
     """(a) Bias :math:`\\log p(x) - \\mathbb E[\\log \\hat p_K]` against :math:`K` (log–log) for prior sampling
     (dashed) and importance sampling with :math:`q` (solid; this bias is the IWAE gap
-    :math:`\\log p(x) - \\mathcal L_K`), with the exact ELBO gap at :math:`K = 1` (stars) and the
+    :math:`\\log p(x) - \\mathcal L^{\\mathrm{IW}}_K`), with the exact ELBO gap at :math:`K = 1` (stars) and the
     prior-sampling prediction :math:`(C - 1)/(2K)` (dotted). Open triangles: bias not significant, drawn at
     two standard errors. (b) Median effective sample size over :math:`K` against :math:`K`, with
     :math:`1/C` for prior sampling (dotted).
@@ -268,15 +268,20 @@ def plot_mode_fits_2d(axis: Tensor, log_target: Tensor, forward: GaussianFit2D, 
 
 @styled
 def plot_rate_distortion(betas: Sequence[float], rate: Sequence[float], distortion: Sequence[float],
-                         neg_log_evidence: Sequence[float], zoom_rate: float = 16.0) -> Figure:
+                         neg_log_evidence: Sequence[float], zoom_rate: float | None = None) -> Figure:
     """The β sweep on the rate–distortion plane: each model at (rate, distortion) (markers), its line of constant
-    ELBO :math:`R + D = -\\mathrm{ELBO}` (thin, solid) and the line :math:`R + D = -\\log p(x)` of its exact
-    average log-likelihood (dotted, same colour); (a) all models, (b) rates up to ``zoom_rate``.
-    Inputs: one entry per β."""
+    ELBO :math:`\\mathcal R + \\mathcal D = -\\mathrm{ELBO}` (thin, solid) and the line
+    :math:`\\mathcal R + \\mathcal D = -\\log p(x)` of its exact average log-likelihood (dotted, same colour);
+    (a) all models, (b) rates up to ``zoom_rate`` (default: 1.15 times the second-largest rate, so that the
+    panel leaves out only the model of largest rate). Inputs: one entry per β."""
     n = len(betas)
     for name, values in (("rate", rate), ("distortion", distortion), ("neg_log_evidence", neg_log_evidence)):
         _check_len(name, values, n)
     r, dist, nll = (np.asarray(v, dtype=float) for v in (rate, distortion, neg_log_evidence))
+    if zoom_rate is None:
+        zoom_rate = max(1.15 * (np.sort(r)[-2] if n > 1 else r.max()), 1.0)
+    elif zoom_rate <= 0:
+        raise ValueError(f"zoom_rate must be > 0, got {zoom_rate}")
     fig, (ax_a, ax_b) = new_figure(1, 2, width=8.8, height=4.0)
     for ax, right in ((ax_a, max(r.max() * 1.08, 1.0)), (ax_b, zoom_rate)):
         grid = np.linspace(-1.0, right, 400)
@@ -288,10 +293,10 @@ def plot_rate_distortion(betas: Sequence[float], rate: Sequence[float], distorti
                     label=f"β = {beta:g}", zorder=3)
         ax.set_xlim(grid[0], grid[-1])
         ax.set_ylim(dist.min() - 3, dist.max() + 3)
-        ax.set_xlabel(r"rate $R$ (nats)")
-    ax_a.set_ylabel(r"distortion $D$ (nats)")
-    ax_b.plot([], [], color=COLORS["muted"], lw=0.9, label=r"$R + D = -\mathrm{ELBO}$")
-    ax_b.plot([], [], color=COLORS["muted"], lw=1.4, ls=":", label=r"$R + D = -\log p(x)$, exact")
+        ax.set_xlabel(r"rate $\mathcal{R}$ (nats)")
+    ax_a.set_ylabel(r"distortion $\mathcal{D}$ (nats)")
+    ax_b.plot([], [], color=COLORS["muted"], lw=0.9, label=r"$\mathcal{R} + \mathcal{D} = -\mathrm{ELBO}$")
+    ax_b.plot([], [], color=COLORS["muted"], lw=1.4, ls=":", label=r"$\mathcal{R} + \mathcal{D} = -\log p(x)$, exact")
     ax_b.legend(loc="upper right", fontsize=8)
     panel_label(ax_a, "(a)")
     panel_label(ax_b, "(b)")
@@ -299,17 +304,17 @@ def plot_rate_distortion(betas: Sequence[float], rate: Sequence[float], distorti
 
 
 @styled
-def plot_prior_matching(n_steps: Sequence[int], beta_ends: Sequence[float], kl: Tensor) -> Figure:
+def plot_prior_matching(n_steps: Sequence[int], noise_ends: Sequence[float], kl: Tensor) -> Figure:
     """The mean prior-matching term :math:`\\mathrm{KL}(q(x_T \\mid x_0)\\,\\|\\,\\mathcal N(0, I))` against the
-    chain length :math:`T` (log–log), one line per end value :math:`\\beta_T` of a linear schedule.
-    ``kl`` is (len(beta_ends), len(n_steps))."""
-    if kl.shape != (len(beta_ends), len(n_steps)):
-        raise ValueError(f"kl must have shape ({len(beta_ends)}, {len(n_steps)}), got {tuple(kl.shape)}")
+    chain length :math:`T` (log–log), one line per last noise variance :math:`1 - \\alpha_T` of a linear
+    schedule (Ho et al.'s :math:`\\beta_T`). ``kl`` is (len(noise_ends), len(n_steps))."""
+    if kl.shape != (len(noise_ends), len(n_steps)):
+        raise ValueError(f"kl must have shape ({len(noise_ends)}, {len(n_steps)}), got {tuple(kl.shape)}")
     t = np.asarray(n_steps, dtype=float)
     fig, ax = new_figure(1, 1, width=6.4, height=3.8)
-    for k, beta_end in enumerate(beta_ends):
+    for k, noise_end in enumerate(noise_ends):
         ax.loglog(t, np.maximum(_np(kl[k]), np.finfo(float).tiny), "-o", ms=3.5, color=SEQUENCE[k % len(SEQUENCE)],
-                  label=rf"$\beta_T = {beta_end:g}$")
+                  label=rf"$1 - \alpha_T = {noise_end:g}$")
     ax.set_xlabel("number of steps $T$")
     ax.set_ylabel("prior-matching term (nats)")
     ax.legend(loc="lower left", fontsize=8)
