@@ -36,5 +36,26 @@ def test_hierarchy_figure():
 
 
 def test_hierarchy_rejects_wide_levels():
-    with pytest.raises(ValueError, match="1 or 2 concepts"):
-        plot_concept_hierarchy([("a", [("x", "c"), ("y", "c"), ("z", "c")])], [])
+    with pytest.raises(ValueError, match="1 to 3 concepts"):
+        plot_concept_hierarchy([("a", [("w", "c"), ("x", "c"), ("y", "c"), ("z", "c")])], [])
+
+
+def test_hierarchy_covers_every_chapter_of_the_toc():
+    import yaml
+
+    from book_utils import ROOT
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    parts = [p for p in toc["parts"] if p["caption"] not in ("Front matter", "Summary", "Appendices", "About this build")]
+    chapters = [c["file"].removeprefix("book/") for p in parts for c in p["chapters"]]
+    drawn = [chapter for _, concepts in HIERARCHY for _, chapter in concepts]
+    assert sorted(set(drawn)) == sorted(chapters)
+    # the rows follow the table of contents: a chapter's first box is never above an earlier chapter's
+    first_row = {chapter: i for i, (_, concepts) in reversed(list(enumerate(HIERARCHY))) for _, chapter in concepts}
+    rows = [first_row[c] for c in chapters]
+    assert rows == sorted(rows)
+
+
+def test_hierarchy_rejects_arrows_between_distant_boxes_of_one_level():
+    with pytest.raises(ValueError, match="neighbours"):
+        plot_concept_hierarchy([("a", [("x", "c"), ("y", "c"), ("z", "c")])], [((0, 0), (0, 2))])

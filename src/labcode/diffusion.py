@@ -1,22 +1,25 @@
-"""The forward (noising) process of a diffusion model (Part 7; chapter "Bridge to diffusion").
+"""The forward (noising) process of a diffusion model (chapter "Bridge to diffusion").
 
 The forward process is a fixed Markov chain of Gaussian kernels
 
-.. math:: q(x_t \\mid x_{t-1}) = \\mathcal N\\big(\\sqrt{1-\\beta_t}\\, x_{t-1},\\ \\beta_t I\\big),
+.. math:: q(x_t \\mid x_{t-1}) = \\mathcal N\\big(\\sqrt{\\alpha_t}\\, x_{t-1},\\ (1-\\alpha_t) I\\big),
           \\qquad t = 1, \\dots, T,
 
-with :math:`\\alpha_t = 1 - \\beta_t` and :math:`\\bar\\alpha_t = \\prod_{s\\le t} \\alpha_s`
-(:math:`\\bar\\alpha_0 = 1`). Its marginals and posteriors are Gaussian in closed form:
+with :math:`\\bar\\alpha_t = \\prod_{s\\le t} \\alpha_s` (:math:`\\bar\\alpha_0 = 1`). Each step adds
+noise of variance :math:`1 - \\alpha_t`, which Ho et al. (2020) write :math:`\\beta_t`; in the
+book :math:`\\beta` is only the KL weight, so the rendered mathematics uses :math:`1 - \\alpha_t`,
+while the code keeps the literature's names (``linear_beta_schedule``, ``betas``) for the
+tensor of noise variances. Marginals and posteriors are Gaussian in closed form:
 
 .. math:: q(x_t \\mid x_0) = \\mathcal N\\big(\\sqrt{\\bar\\alpha_t}\\, x_0,\\ (1-\\bar\\alpha_t) I\\big),
 
-.. math:: q(x_{t-1} \\mid x_t, x_0) = \\mathcal N(\\tilde\\mu_t, \\tilde\\beta_t I),\\quad
-          \\tilde\\mu_t = \\frac{\\sqrt{\\bar\\alpha_{t-1}}\\,\\beta_t}{1-\\bar\\alpha_t} x_0
+.. math:: q(x_{t-1} \\mid x_t, x_0) = \\mathcal N(\\tilde\\mu_t, \\tilde\\sigma_t^2 I),\\quad
+          \\tilde\\mu_t = \\frac{\\sqrt{\\bar\\alpha_{t-1}}\\,(1-\\alpha_t)}{1-\\bar\\alpha_t} x_0
                         + \\frac{\\sqrt{\\alpha_t}\\,(1-\\bar\\alpha_{t-1})}{1-\\bar\\alpha_t} x_t,\\quad
-          \\tilde\\beta_t = \\frac{1-\\bar\\alpha_{t-1}}{1-\\bar\\alpha_t}\\beta_t.
+          \\tilde\\sigma_t^2 = \\frac{1-\\bar\\alpha_{t-1}}{1-\\bar\\alpha_t}(1-\\alpha_t).
 
 Schedules are indexed so that ``alpha_bar[t]`` is :math:`\\bar\\alpha_t` for
-:math:`t = 0, \\dots, T` and ``betas[t - 1]`` is :math:`\\beta_t`.
+:math:`t = 0, \\dots, T` and ``betas[t - 1]`` is :math:`1 - \\alpha_t`.
 """
 
 from __future__ import annotations
@@ -31,13 +34,13 @@ from .kl import standard_normal_kl
 
 
 def linear_beta_schedule(n_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
-    """DDPM's linear schedule :math:`\\beta_t`, evenly spaced from ``beta_start`` to ``beta_end``.
+    """DDPM's linear schedule of noise variances :math:`1 - \\alpha_t`, evenly spaced from ``beta_start`` to ``beta_end``.
 
-    Ho et al. (2020) use :math:`T = 1000`, :math:`\\beta_1 = 10^{-4}`,
-    :math:`\\beta_T = 0.02`.
+    Ho et al. (2020), who write :math:`\\beta_t = 1 - \\alpha_t`, use :math:`T = 1000`,
+    :math:`1 - \\alpha_1 = 10^{-4}` and :math:`1 - \\alpha_T = 0.02`.
 
     Returns:
-        betas: (n_steps,) float64; ``betas[t - 1]`` is :math:`\\beta_t`.
+        betas: (n_steps,) float64; ``betas[t - 1]`` is :math:`1 - \\alpha_t`.
     """
     check_positive_int("n_steps", n_steps)
     for name, value in (("beta_start", beta_start), ("beta_end", beta_end)):
@@ -47,13 +50,13 @@ def linear_beta_schedule(n_steps: int = 1000, beta_start: float = 1e-4, beta_end
 
 
 def alpha_bar_schedule(betas: Tensor) -> Tensor:
-    """:math:`\\bar\\alpha_t = \\prod_{s=1}^t (1 - \\beta_s)` for :math:`t = 0, \\dots, T`.
+    """:math:`\\bar\\alpha_t = \\prod_{s=1}^t \\alpha_s` for :math:`t = 0, \\dots, T`, from the noise variances :math:`1 - \\alpha_s`.
 
-    Computed as :math:`\\exp \\sum_s \\log(1-\\beta_s)` (``log1p``), accurate even when
+    Computed as :math:`\\exp \\sum_s \\log \\alpha_s` (``log1p(-betas)``), accurate even when
     :math:`\\bar\\alpha_T` is tiny.
 
     Args:
-        betas: (T,) noise variances in (0, 1).
+        betas: (T,) noise variances :math:`1 - \\alpha_t` in (0, 1).
 
     Returns:
         alpha_bar: (T + 1,), same dtype; ``alpha_bar[0] == 1``, strictly decreasing.
@@ -118,7 +121,7 @@ def q_sample(x0: Tensor, t: int | Tensor, *, alpha_bar: Tensor, eps: Tensor | No
 
 
 def forward_chain(x0: Tensor, betas: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-    """Run the forward chain step by step: :math:`x_t = \\sqrt{1-\\beta_t}\\, x_{t-1} + \\sqrt{\\beta_t}\\, \\varepsilon_t`.
+    """Run the forward chain step by step: :math:`x_t = \\sqrt{\\alpha_t}\\, x_{t-1} + \\sqrt{1-\\alpha_t}\\, \\varepsilon_t`.
 
     The loop is over time steps (the chain is sequential), each step batched
     over all rows. Used to check :func:`q_sample`'s closed form against the
@@ -126,7 +129,7 @@ def forward_chain(x0: Tensor, betas: Tensor, *, generator: torch.Generator | Non
 
     Args:
         x0: (batch, data_dim) starting points.
-        betas: (t,) the first :math:`t` noise variances.
+        betas: (t,) the first :math:`t` noise variances :math:`1 - \\alpha_s`.
         generator: source of the noise.
 
     Returns:
@@ -144,18 +147,18 @@ def forward_chain(x0: Tensor, betas: Tensor, *, generator: torch.Generator | Non
 
 
 def q_posterior(x0: Tensor, xt: Tensor, t: int, *, betas: Tensor) -> tuple[Tensor, float]:
-    """Mean and variance of :math:`q(x_{t-1} \\mid x_t, x_0) = \\mathcal N(\\tilde\\mu_t, \\tilde\\beta_t I)`, :math:`t \\ge 1`.
+    """Mean and variance of :math:`q(x_{t-1} \\mid x_t, x_0) = \\mathcal N(\\tilde\\mu_t, \\tilde\\sigma_t^2 I)`, :math:`t \\ge 1`.
 
-    .. math:: \\tilde\\mu_t = \\frac{\\sqrt{\\bar\\alpha_{t-1}}\\,\\beta_t}{1-\\bar\\alpha_t} x_0
+    .. math:: \\tilde\\mu_t = \\frac{\\sqrt{\\bar\\alpha_{t-1}}\\,(1-\\alpha_t)}{1-\\bar\\alpha_t} x_0
               + \\frac{\\sqrt{\\alpha_t}\\,(1-\\bar\\alpha_{t-1})}{1-\\bar\\alpha_t} x_t,
-              \\qquad \\tilde\\beta_t = \\frac{1-\\bar\\alpha_{t-1}}{1-\\bar\\alpha_t}\\,\\beta_t
+              \\qquad \\tilde\\sigma_t^2 = \\frac{1-\\bar\\alpha_{t-1}}{1-\\bar\\alpha_t}\\,(1-\\alpha_t)
 
-    (at :math:`t = 1`, :math:`\\tilde\\beta_1 = 0` and :math:`\\tilde\\mu_1 = x_0`).
+    (at :math:`t = 1`, :math:`\\tilde\\sigma_1^2 = 0` and :math:`\\tilde\\mu_1 = x_0`).
 
     Args:
         x0, xt: (batch, data_dim).
         t: an int in :math:`[1, T]`.
-        betas: (T,) schedule.
+        betas: (T,) noise variances :math:`1 - \\alpha_t`.
 
     Returns:
         (mean (batch, data_dim), variance as a float).
