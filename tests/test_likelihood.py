@@ -204,6 +204,33 @@ def test_approximate_marginal_likelihood_is_the_exponential():
     torch.testing.assert_close(p_hat, estimate(x, 5000).exp(), rtol=1e-12, atol=0)
 
 
+def test_mean_likelihood_mc_averages_the_probabilities_of_the_same_prior_samples():
+    x = points_near_the_mean(4, torch.float64)
+    decoder = linear_decoder(torch.float64)
+    got = labcode.likelihood.mean_likelihood_mc(decoder, x, 3000, NOISE_STD, generator=torch.Generator().manual_seed(1))
+    z = lc.sample_prior(3000, 2, generator=torch.Generator().manual_seed(1)).double()
+    by_hand = torch.stack([lc.likelihood_given_z(decoder, row.expand(3000, 3), z, NOISE_STD).mean() for row in x])
+    torch.testing.assert_close(got, by_hand, rtol=1e-12, atol=0)
+    torch.testing.assert_close(got, estimate(x, 3000).exp(), rtol=1e-10, atol=0)   # same samples, log space
+
+
+def test_mean_likelihood_mc_underflows_where_the_log_space_estimate_does_not():
+    vae = lc.VAE.from_config(lc.VAEConfig())   # untrained: codes decode near the origin
+    x = torch.tensor([[30.0, -30.0], [0.0, 0.0]])
+    p = labcode.likelihood.mean_likelihood_mc(vae, x, 1000, 0.2, generator=torch.Generator().manual_seed(0))
+    log_p = lc.log_marginal_likelihood_mc(vae, x, 1000, 0.2, generator=torch.Generator().manual_seed(0))
+    assert p[0].item() == 0.0 and torch.isfinite(log_p).all() and log_p[0] < -104   # below float32's smallest number
+    assert p[1].item() > 0 and math.isclose(p[1].item(), log_p[1].exp().item(), rel_tol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [0, -3])
+def test_mean_likelihood_mc_checks_its_arguments(bad):
+    with pytest.raises(ValueError, match="n_samples"):
+        labcode.likelihood.mean_likelihood_mc(linear_decoder(), torch.zeros(1, 3), bad, NOISE_STD)
+    with pytest.raises(ValueError, match="noise_std"):
+        labcode.likelihood.mean_likelihood_mc(linear_decoder(), torch.zeros(1, 3), 10, float(bad))
+
+
 def test_far_away_points_have_a_finite_log_likelihood():
     vae = lc.VAE.from_config(lc.VAEConfig())   # the lab's decoder, untrained
     x = torch.tensor([[1e3, -1e3], [0.0, 0.0]])

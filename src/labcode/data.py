@@ -1,8 +1,9 @@
 """The lab's data and device (Part 1; chapter "Setup and the spiral data").
 
-The spiral is the curve :math:`t \\mapsto (t\\cos t,\\ t\\sin t)` for :math:`t`
+The spiral is the curve :math:`\\tau \\mapsto (\\tau\\cos \\tau,\\ \\tau\\sin \\tau)` for :math:`\\tau`
 evenly spaced in :math:`[0, 3\\pi]`, with independent Gaussian noise of
-standard deviation ``noise`` added to each coordinate.
+standard deviation ``noise`` (:math:`\\sigma_{\\text{data}}`) added to each coordinate.
+The book's one data set is :func:`labcode.experiments.lab_data`, which calls :func:`make_spiral`.
 """
 
 from __future__ import annotations
@@ -19,27 +20,27 @@ DEVICE_ENV = "LABCODE_DEVICE"
 
 
 def spiral_curve(n: int = 500) -> tuple[Tensor, Tensor]:
-    """The noise-free spiral: parameters ``t`` (n,) and points (n, 2)."""
+    """The noise-free spiral: curve parameters :math:`\\tau_i` (n,) and points (n, 2)."""
     check_positive_int("n", n)
-    t = torch.linspace(0.0, 3.0 * math.pi, n)
-    return t, torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1)
+    tau = torch.linspace(0.0, 3.0 * math.pi, n)
+    return tau, torch.stack([tau * torch.cos(tau), tau * torch.sin(tau)], dim=1)
 
 
 def make_spiral(n: int = 500, noise: float = 0.1, *,
                 generator: torch.Generator | None = None) -> Tensor:
     """Sample the lab's 2-D spiral.
 
-    .. math:: x_i = (t_i \\cos t_i,\\ t_i \\sin t_i) + \\sigma \\varepsilon_i,
-              \\quad t_i = 3\\pi\\, i/(n-1),\\ \\varepsilon_i \\sim \\mathcal N(0, I_2)
+    .. math:: x_i = (\\tau_i \\cos \\tau_i,\\ \\tau_i \\sin \\tau_i) + \\sigma_{\\text{data}} \\varepsilon_i,
+              \\quad \\tau_i = 3\\pi\\, i/(N-1),\\ \\varepsilon_i \\sim \\mathcal N(0, I_2)
 
     Args:
-        n: number of points (> 0).
-        noise: noise standard deviation :math:`\\sigma` (>= 0).
+        n: number of points :math:`N` (> 0).
+        noise: noise standard deviation :math:`\\sigma_{\\text{data}}` (>= 0).
         generator: source of the noise; pass a seeded ``torch.Generator``
             for reproducible data.
 
     Returns:
-        x: (n, 2) float32 tensor on the CPU; points are ordered by ``t``, so
+        x: (n, 2) float32 tensor on the CPU; points are ordered by :math:`\\tau`, so
         row 0 sits at the centre and row ``n-1`` at the outer end.
     """
     if isinstance(noise, bool) or not isinstance(noise, (int, float)):

@@ -10,7 +10,7 @@ averages the weights :math:`w_k = p(x \\mid z_k)`, :math:`z_k \\sim p(z)`:
 This module measures that estimator (its spread over independent
 repetitions, its effective sample size, its cost), gives :math:`C(x)` in
 closed form for a Gaussian posterior, and, for the linear-Gaussian model
-:math:`x = Wz + b + \\sigma\\varepsilon`, the exact evidence and posterior
+:math:`x = Wz + b + \\sigma_x\\varepsilon`, the exact evidence and posterior
 together with their brute-force grid counterparts. Everything works in log
 space.
 """
@@ -50,7 +50,7 @@ def prior_log_weights(decoder: Decoder, x: Tensor, n_samples: int, noise_std: Te
         decoder: :math:`f_\\theta` (an ``nn.Module``).
         x: (batch, data_dim) points.
         n_samples: :math:`K > 0`.
-        noise_std: :math:`\\sigma > 0`.
+        noise_std: :math:`\\sigma_x > 0`.
         generator: source of the prior samples.
 
     Returns:
@@ -248,16 +248,16 @@ def _check_linear_gaussian(x: Tensor, weight: Tensor, bias: Tensor, noise_std: T
 
 
 def linear_gaussian_log_evidence(x: Tensor, weight: Tensor, bias: Tensor, noise_std: Tensor | float) -> Tensor:
-    """Exact :math:`\\log p(x)` for :math:`p(z) = \\mathcal N(0, I_d)`, :math:`p(x \\mid z) = \\mathcal N(Wz + b, \\sigma^2 I_D)`.
+    """Exact :math:`\\log p(x)` for :math:`p(z) = \\mathcal N(0, I_d)`, :math:`p(x \\mid z) = \\mathcal N(Wz + b, \\sigma_x^2 I_D)`.
 
-    :math:`x = Wz + b + \\sigma\\varepsilon` is a sum of independent
-    Gaussians, so :math:`p(x) = \\mathcal N(x;\\ b,\\ WW^\\top + \\sigma^2 I_D)`.
+    :math:`x = Wz + b + \\sigma_x\\varepsilon` is a sum of independent
+    Gaussians, so :math:`p(x) = \\mathcal N(x;\\ b,\\ WW^\\top + \\sigma_x^2 I_D)`.
 
     Args:
         x: (batch, D) points.
         weight: (D, d) matrix :math:`W`.
         bias: (D,) vector :math:`b`.
-        noise_std: :math:`\\sigma > 0`.
+        noise_std: :math:`\\sigma_x > 0`.
 
     Returns:
         (batch,) log-evidences.
@@ -273,13 +273,13 @@ def linear_gaussian_posterior(x: Tensor, weight: Tensor, bias: Tensor,
 
     Completing the square in :math:`\\log p(x \\mid z) + \\log p(z)`:
 
-    .. math:: S = \\big(I_d + W^\\top W / \\sigma^2\\big)^{-1}, \\qquad m(x) = S\\, W^\\top (x - b) / \\sigma^2 .
+    .. math:: S = \\big(I_d + W^\\top W / \\sigma_x^2\\big)^{-1}, \\qquad m(x) = S\\, W^\\top (x - b) / \\sigma_x^2 .
 
     Args:
         x: (batch, D) points.
         weight: (D, d) matrix :math:`W`.
         bias: (D,) vector :math:`b`.
-        noise_std: :math:`\\sigma > 0`.
+        noise_std: :math:`\\sigma_x > 0`.
 
     Returns:
         ``(mean, cov)``: (batch, d) posterior means and the (d, d)
@@ -330,7 +330,7 @@ def grid_log_joint(decoder: Decoder, x: Tensor, nodes: Tensor, noise_std: Tensor
         decoder: :math:`f`, maps (n, d) to (n, D).
         x: (batch, D) points.
         nodes: (n, d) latent points, e.g. from :func:`latent_grid`.
-        noise_std: :math:`\\sigma > 0`.
+        noise_std: :math:`\\sigma_x > 0`.
 
     Returns:
         (batch, n) values of :math:`\\log p(x_i, z_j)`.

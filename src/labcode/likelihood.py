@@ -1,7 +1,7 @@
 """The intractable likelihood (Part 2, Task 2.1; chapter "The intractable likelihood").
 
 The generative model is :math:`p(z) = \\mathcal N(0, I)` and
-:math:`p(x \\mid z) = \\mathcal N(x;\\ f_\\theta(z),\\ \\sigma^2 I)`. Its
+:math:`p(x \\mid z) = \\mathcal N(x;\\ f_\\theta(z),\\ \\sigma_x^2 I)`. Its
 marginal likelihood :math:`p(x) = \\int p(x \\mid z)\\, p(z)\\, dz` is
 estimated by simple Monte Carlo with prior samples,
 
@@ -46,7 +46,7 @@ def sample_prior(n_samples: int, latent_dim: int, *, generator: torch.Generator 
 
 
 def gaussian_log_density(x: Tensor, mean: Tensor, noise_std: Tensor | float) -> Tensor:
-    """:math:`\\log \\mathcal N(x;\\ \\text{mean},\\ \\sigma^2 I)`, summed over the last dim.
+    """:math:`\\log \\mathcal N(x;\\ \\text{mean},\\ \\sigma_x^2 I)`, summed over the last dim.
 
     ``x`` and ``mean`` broadcast against each other; ``noise_std`` is a
     positive scalar. Used by the estimators below; no argument checks.
@@ -63,13 +63,13 @@ def _check_noise_std(noise_std: Tensor | float, like: Tensor) -> Tensor:
 
 def log_likelihood_given_z(decoder: Decoder, x: Tensor, z: Tensor,
                            noise_std: Tensor | float) -> Tensor:
-    """:math:`\\log p(x_i \\mid z_i) = \\log \\mathcal N(x_i;\\ f_\\theta(z_i),\\ \\sigma^2 I)` for paired rows.
+    """:math:`\\log p(x_i \\mid z_i) = \\log \\mathcal N(x_i;\\ f_\\theta(z_i),\\ \\sigma_x^2 I)` for paired rows.
 
     Args:
         decoder: :math:`f_\\theta`, maps (batch, latent_dim) to (batch, data_dim).
         x: (batch, data_dim) data points.
         z: (batch, latent_dim) latent codes, row ``i`` paired with ``x[i]``.
-        noise_std: the decoder's noise standard deviation :math:`\\sigma > 0`.
+        noise_std: the decoder's noise standard deviation :math:`\\sigma_x > 0`.
 
     Returns:
         (batch,) log-likelihoods.
@@ -113,7 +113,7 @@ def log_marginal_likelihood_mc(decoder: Decoder, x: Tensor, n_samples: int,
         decoder: :math:`f_\\theta` (an ``nn.Module``).
         x: (batch, data_dim) points.
         n_samples: :math:`K > 0`.
-        noise_std: :math:`\\sigma > 0`.
+        noise_std: :math:`\\sigma_x > 0`.
         generator: source of the prior samples.
 
     Returns:
@@ -150,6 +150,36 @@ def approximate_marginal_likelihood(decoder: Decoder, x: Tensor, n_samples: int,
     works with the log.
     """
     return log_marginal_likelihood_mc(decoder, x, n_samples, noise_std, generator=generator).exp()
+
+
+def mean_likelihood_mc(decoder: Decoder, x: Tensor, n_samples: int, noise_std: Tensor | float, *,
+                       generator: torch.Generator | None = None) -> Tensor:
+    """:math:`\\hat p_K(x) = \\frac1K \\sum_k p(x \\mid z_k)` as the lab handout computes it: averaging probabilities.
+
+    Each term :math:`p(x \\mid z_k) = \\exp \\log p(x \\mid z_k)` is formed in the dtype of ``x``
+    before the average, so a term whose log-likelihood lies below the logarithm of the
+    smallest positive number (about -103 in float32, -745 in float64) is exactly 0, and the
+    estimate is exactly 0 when every term is. With the same ``generator`` state it uses the
+    same prior samples as :func:`log_marginal_likelihood_mc`, which computes the same average
+    in log space and never underflows; the chapter shows both side by side.
+
+    Args:
+        decoder: :math:`f_\\theta` (an ``nn.Module``).
+        x: (batch, data_dim) points.
+        n_samples: :math:`K > 0`.
+        noise_std: :math:`\\sigma_x > 0`.
+        generator: source of the prior samples.
+
+    Returns:
+        (batch,) estimates of :math:`p(x)` (not its logarithm).
+    """
+    check_matrix("x", x)
+    check_finite("x", x)
+    check_positive_int("n_samples", n_samples)
+    sigma = _check_noise_std(noise_std, x)
+    with torch.no_grad():
+        blocks = _prior_log_weight_blocks(decoder, x, n_samples, sigma, generator)
+        return sum(block.exp().sum(dim=1) for block in blocks) / n_samples
 
 
 def effective_sample_size(log_weights: Tensor, dim: int = -1) -> Tensor:
