@@ -1,4 +1,4 @@
-"""The ELBO's building blocks (Part 5, Task 5.1; chapter "The ELBO").
+"""The ELBO's building blocks (Part 5, Task 5.1; chapters "The ELBO" and, for :func:`reparameterize`, "Gradients of the ELBO").
 
 For an encoder :math:`q_\\phi(z \\mid x) = \\mathcal N(\\mu_\\phi(x), \\operatorname{diag}\\sigma^2_\\phi(x))`
 and a decoder :math:`p_\\theta(x \\mid z) = \\mathcal N(f_\\theta(z), \\sigma_x^2 I)`,

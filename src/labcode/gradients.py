@@ -1,4 +1,4 @@
-"""Gradient estimators for Gaussian expectations (Part 5, Task 5.1; chapter "The ELBO").
+"""Gradient estimators for Gaussian expectations (Part 5, Task 5.1; chapter "Gradients of the ELBO").
 
 For :math:`q_\\phi(z) = \\mathcal N(\\mu, \\operatorname{diag}\\sigma^2)` and a function
 :math:`f`, the gradient of :math:`F(\\mu, \\sigma) = \\mathbb E_{q}[f(z)]` has two
