@@ -29,6 +29,7 @@ CHAPTER_TITLES = {
     "likelihood": "The intractable likelihood",
     "kl": "KL divergence",
     "elbo": "The ELBO",
+    "gradients": "Gradients of the ELBO: reparameterisation and the score function",
     "two_forces": "The two forces",
 }
 
@@ -208,7 +209,7 @@ CHECKLIST: tuple[ChecklistItem, ...] = (
     ),
     ChecklistItem(
         name="reparameterize",
-        chapter="elbo",
+        chapter="gradients",
         signature=("reparameterize(mu: torch.Tensor, logvar: torch.Tensor, *, eps: torch.Tensor | None = None, "
                    "generator: torch.Generator | None = None) -> torch.Tensor"),
         summary=(
