@@ -157,17 +157,31 @@ def test_theorem_references_resolve(visits, server: str, doc: str) -> None:
             assert re.search(r"\d", title), f"unnumbered theorem box: {title!r}"
     hrefs = v.page.evaluate("""() => Array.from(document.querySelectorAll('#main-content a.reference.internal'))
         .map(a => a.href).filter(h => h.includes('#'))""")
+    by_page: dict[str, set[str]] = {}
     for href in hrefs:
         target_url, fragment = href.split("#", 1)
-        target = v.page if target_url == v.page.url.split("#")[0] else None
-        if target is None:
-            other = v.context.new_page()
-            other.goto(target_url)
-            found = other.locator(f"[id='{fragment}']").count()
+        by_page.setdefault(target_url, set()).add(fragment)
+    for target_url, fragments in by_page.items():   # each target page is loaded once, and its ids cached
+        ids = _page_ids(v, target_url)
+        missing = sorted(f for f in fragments if f not in ids)
+        assert not missing, f"references to {target_url} without a target: {missing}"
+
+
+_IDS: dict[str, set[str]] = {}
+
+
+def _page_ids(v: PageVisit, url: str) -> set[str]:
+    """Every element id of the page at ``url`` (the visited page itself, or another one loaded once)."""
+    if url == v.page.url.split("#")[0]:
+        return set(v.page.evaluate("() => Array.from(document.querySelectorAll('[id]')).map(e => e.id)"))
+    if url not in _IDS:
+        other = v.context.new_page()
+        try:
+            other.goto(url)
+            _IDS[url] = set(other.evaluate("() => Array.from(document.querySelectorAll('[id]')).map(e => e.id)"))
+        finally:
             other.close()
-        else:
-            found = target.locator(f"[id='{fragment}']").count()
-        assert found, f"reference {href} has no target"
+    return _IDS[url]
 
 
 def test_search_finds_elbo(server: str, browser) -> None:

@@ -156,3 +156,22 @@ def test_landing_page_map_has_every_chapter_with_measured_times(built_book: Path
     assert len(rows) == len(load_map(ROOT))
     times = [re.findall(r"<p>([\d.]+|—)</p>", row)[-1] for row in rows]
     assert all(t != "—" for t in times), "a chapter without a measured execution time"
+
+
+@pytest.mark.parametrize("doc", _chapters())
+def test_no_hand_typed_end_of_proof_marks(doc: str) -> None:
+    """sphinx-proof draws the end of every proof; a typed ■ would print a second one."""
+    text = (ROOT / f"{doc}.md").read_text()
+    assert not re.search(r"■|\\blacksquare|\\square\b|\\Box\b|\\qed\b", text), f"{doc} types an end-of-proof mark"
+
+
+@pytest.mark.book
+def test_no_reference_repeats_its_own_title(built_book: Path) -> None:
+    """A reference rendered as "Jensen's inequality (Jensen's inequality)" repeats a title the role already shows."""
+    from html import unescape
+    repeated = []
+    for doc in _chapters():
+        page = built_book / f"{doc}.html"
+        text = unescape(re.sub(r"<[^>]+>", "", page.read_text()))
+        repeated += [f"{doc}: {m}" for m in re.findall(r"([A-Z][\w’' -]{5,}?) \(\1\)", text)]
+    assert not repeated, f"references that repeat their title: {repeated}"
