@@ -17,8 +17,8 @@ On the same cells it computes everything the VAE only bounds or estimates:
 the posterior density :math:`p(z \\mid x) = p(x, z)/p(x)`, the ELBO
 :math:`\\mathbb E_q[\\log p(x \\mid z)] - \\mathrm{KL}(q \\,\\|\\, p(z))`, the gap
 :math:`\\mathrm{KL}(q(z\\mid x) \\,\\|\\, p(z \\mid x))` and the second moment
-:math:`C = \\int \\pi^2 / r` that decides the effective sample size of an
-importance sampler with proposal :math:`r`. It also holds the importance
+:math:`C = \\int \\pi^2 / g` that decides the effective sample size of an
+importance sampler with proposal :math:`g`. It also holds the importance
 sampler with the encoder as proposal (the IWAE bound), Gaussian fits to a
 two-dimensional target by either direction of KL, and the prior-matching term
 of a diffusion model as a function of its schedule.
@@ -572,19 +572,19 @@ def vae_exact_terms(model: nn.Module, x: Tensor, **quadrature) -> ExactTerms:
 
 
 def exact_log_moment_ratio(quad: LatentQuadrature, log_proposal: Tensor) -> Tensor:
-    """:math:`\\log C_r(x) = \\log \\int \\frac{p(z \\mid x)^2}{r(z)}\\, dz` by the rule of ``quad``.
+    """:math:`\\log C_g(x) = \\log \\int \\frac{p(z \\mid x)^2}{g(z)}\\, dz` by the rule of ``quad``.
 
-    For importance sampling of :math:`p(x)` with proposal :math:`r` and weights
-    :math:`w = p(x, z)/r(z)`, :math:`C_r = \\mathbb E_r[w^2]/p(x)^2 = 1 + \\chi^2(p(\\cdot\\mid x) \\,\\|\\, r)`
-    and the effective sample size of :math:`K` weights tends to :math:`K / C_r`.
+    For importance sampling of :math:`p(x)` with proposal :math:`g` and weights
+    :math:`w = p(x, z)/g(z)`, :math:`C_g = \\mathbb E_g[w^2]/p(x)^2 = 1 + \\chi^2(p(\\cdot\\mid x) \\,\\|\\, g)`
+    and the effective sample size of :math:`K` weights tends to :math:`K / C_g`.
     :math:`r = p(z)` is the prior-sampling estimator of the chapter "The intractable likelihood".
 
     Args:
         quad: from :func:`latent_quadrature`.
-        log_proposal: (n,) :math:`\\log r(z_k)` at its cells.
+        log_proposal: (n,) :math:`\\log g(z_k)` at its cells.
 
     Returns:
-        (B,) values of :math:`\\log C_r`.
+        (B,) values of :math:`\\log C_g`.
     """
     if log_proposal.shape != quad.log_joint.shape:
         raise ValueError(f"log_proposal must have shape {tuple(quad.log_joint.shape)}, got {tuple(log_proposal.shape)}")
@@ -593,15 +593,15 @@ def exact_log_moment_ratio(quad: LatentQuadrature, log_proposal: Tensor) -> Tens
 
 def truncated_log_moment_ratio(log_posterior: Tensor, log_proposal: Tensor, nodes: Tensor, cell_volume: float,
                                half_widths: Sequence[float]) -> Tensor:
-    """:math:`\\log \\int_{[-a, a]^d} p(z \\mid x)^2 / r(z)\\, dz` on a lattice, for growing boxes :math:`a`.
+    """:math:`\\log \\int_{[-a, a]^d} p(z \\mid x)^2 / g(z)\\, dz` on a lattice, for growing boxes :math:`a`.
 
     A midpoint sum over the lattice nodes inside each box. When
-    :math:`\\int p(z \\mid x)^2 / r = \\infty` (the proposal's tails are lighter
+    :math:`\\int p(z \\mid x)^2 / g = \\infty` (the proposal's tails are lighter
     than the posterior's), these values grow without bound with :math:`a`.
 
     Args:
         log_posterior: (B, n) :math:`\\log p(z_k \\mid x)` at the nodes (e.g. from :func:`posterior_on_grid`).
-        log_proposal: (B, n) :math:`\\log r(z_k)`.
+        log_proposal: (B, n) :math:`\\log g(z_k)`.
         nodes: (n, d) lattice nodes.
         cell_volume: the lattice's cell volume (> 0).
         half_widths: the box sizes :math:`a`.
