@@ -1,7 +1,7 @@
 """Sphinx extension: the course map on the landing page, generated at build time.
 
-``{chapter-map}`` renders one row per chapter of the numbered parts of ``_toc.yml``: the part,
-the chapter (linked), what a reader will be able to do after it and the chapters it builds on
+``{chapter-map}`` renders one row per chapter of the numbered parts of ``_toc.yml`` (under a
+row naming each part): the chapter (linked), what a reader will be able to do after it and the chapters it builds on
 (both from ``book/course-map.yml``), the reading time (the page's prose at 200 words a minute)
 and the execution time measured by the last build that executed it (from the execution cache;
 ``—`` before the first build). Nothing in the table is typed into a page, so it follows the
@@ -100,15 +100,20 @@ class ChapterMap(SphinxDirective):
             LOGGER.warning(problem, location=self.get_location(), type="labcode", subtype="course_map")
         times = execution_seconds(self.env)
         here = self.env.docname
-        header = ["part", "chapter", "you will be able to", "builds on", "reading (min)", "execution (s)"]
+        header = ["chapter", "you will be able to", "builds on", "time"]
         table = nodes.table(classes=["chapter-map"])
         group = nodes.tgroup(cols=len(header))
         table += group
-        group += [nodes.colspec(colwidth=w) for w in (2, 3, 6, 3, 1, 1)]
+        group += [nodes.colspec(colwidth=w) for w in (3, 5, 3, 2)]
         head, body = nodes.thead(), nodes.tbody()
         group += [head, body]
         head += nodes.row("", *[nodes.entry("", nodes.paragraph(text=h)) for h in header])
+        current_part = None
         for part, doc in chapters:
+            if part != current_part:         # one spanning row names each part
+                current_part = part
+                title = nodes.entry("", nodes.paragraph("", "", nodes.strong(text=part)), morecols=len(header) - 1)
+                body += nodes.row("", title, classes=["chapter-map-part"])
             entry = entries.get(doc, {})
             prerequisites = entry.get("prerequisites", []) or []
             builds_on = nodes.paragraph()
@@ -120,10 +125,9 @@ class ChapterMap(SphinxDirective):
                 builds_on += nodes.Text("—")
             minutes = reading_minutes(Path(self.env.doc2path(doc)).read_text(encoding="utf-8"))
             seconds = times.get(doc)
-            body += nodes.row("", _entry(nodes.Text(part)), _entry(_xref(doc, here)),
-                              _entry(nodes.Text(str(entry.get("objective", "")))), nodes.entry("", builds_on),
-                              _entry(nodes.Text(str(minutes))),
-                              _entry(nodes.Text(f"{seconds:.1f}" if seconds is not None else "—")))
+            timing = f"{minutes} min read, " + (f"{seconds:.1f} s to run" if seconds is not None else "not yet run")
+            body += nodes.row("", _entry(_xref(doc, here)), _entry(nodes.Text(str(entry.get("objective", "")))),
+                              nodes.entry("", builds_on), _entry(nodes.Text(timing)))
         return [table]
 
 

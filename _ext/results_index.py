@@ -68,9 +68,25 @@ def on_doctree_read(app: Sphinx, doctree: nodes.document) -> None:
         if node.get("realtype") == "proof":
             continue
         title = re.sub(r"^\s*\((.*)\)\s*$", r"\1", node.get("title", ""))   # sphinx-proof stores " (title)"
-        found.append((node.get("label", ""), node.get("realtype", ""), title))
+        found.append((node.get("label", ""), node.get("realtype", ""), title, _title_nodes(node)))
     results[docname] = found
+    if any(True for _ in doctree.findall(results_index_node)):
+        # the table's titles carry math that is inserted after reading: load MathJax on this page
+        app.env.get_domain("math").data["has_equations"][docname] = True
     citations[docname] = sorted({x["reftarget"] for x in doctree.findall(pending_xref) if x.get("refdomain") == "prf"})
+
+
+def _title_nodes(node: nodes.Element) -> list[nodes.Node]:
+    """The parsed title (math typeset), without the parentheses sphinx-proof puts around it."""
+    heading = next(iter(node.findall(nodes.title)), None)
+    if heading is None:
+        return []
+    children = [child.deepcopy() for child in heading.children]
+    if children and isinstance(children[0], nodes.Text):
+        children[0] = nodes.Text(re.sub(r"^\s*\(", "", str(children[0])))
+    if children and isinstance(children[-1], nodes.Text):
+        children[-1] = nodes.Text(re.sub(r"\)\s*$", "", str(children[-1])))
+    return children
 
 
 def on_env_purge_doc(app: Sphinx, env, docname: str) -> None:
@@ -112,7 +128,7 @@ def on_env_check_consistency(app: Sphinx, env) -> None:
     cited = _cited_by(env)
     seen: dict[tuple[str, str], tuple[str, str]] = {}
     for doc in sorted(results):
-        for label, realtype, title in results[doc]:
+        for label, realtype, title, _ in results[doc]:
             if realtype in LISTED and title:
                 key = (realtype, normalise_title(title))
                 if key in seen and seen[key][0] != label:
@@ -166,7 +182,7 @@ def on_doctree_resolved(app: Sphinx, doctree: nodes.document, fromdoc: str) -> N
     cited = _cited_by(env)
     order = _doc_order(env)
     rows = [(doc, label, realtype, title) for doc in sorted(results, key=lambda d: (order.get(d, len(order)), d))
-            for label, realtype, title in results[doc]]
+            for label, realtype, _, title in results[doc]]
     results_table = _table(app, fromdoc, [r for r in rows if r[2] in LISTED], cited, order, "results-index")
     corrections = [r for r in rows if r[2] not in LISTED and is_listed(r[2], r[1])]
     section = [results_table]
@@ -178,28 +194,29 @@ def on_doctree_resolved(app: Sphinx, doctree: nodes.document, fromdoc: str) -> N
         placeholder.replace_self([node.deepcopy() for node in section])
 
 
-def _table(app: Sphinx, fromdoc: str, rows: list[tuple[str, str, str, str]], cited: dict[str, list[str]],
+def _table(app: Sphinx, fromdoc: str, rows: list[tuple[str, str, str, list]], cited: dict[str, list[str]],
            order: dict[str, int], css: str) -> nodes.table:
     env, builder = app.env, app.builder
     table = nodes.table(classes=[css])
-    header = ["result", "kind", "proved in", "cited in"] if css == "results-index" else ["correction", "kind", "in", "cited in"]
+    header = ["result", "proved in", "cited in"] if css == "results-index" else ["correction", "in", "cited in"]
     group = nodes.tgroup(cols=len(header))
     table += group
-    group += [nodes.colspec(colwidth=w) for w in (4, 2, 3, 4)]
+    group += [nodes.colspec(colwidth=w) for w in (5, 3, 4)]
     head, body = nodes.thead(), nodes.tbody()
     group += [head, body]
     head += nodes.row("", *[nodes.entry("", nodes.paragraph(text=h)) for h in header])
     for doc, label, realtype, title in rows:
         number = _number(env, doc, realtype, label)
-        text = f"{realtype.title()} {number}" + (f": {title}" if title else "")
+        uri = builder.get_relative_uri(fromdoc, doc) + f"#{label}"
+        link = nodes.reference("", "", nodes.Text(f"{realtype.title()} {number}" + (": " if title else "")),
+                               *[child.deepcopy() for child in title], refuri=uri, internal=True)
         citing = [d for d in cited.get(label, []) if d != doc]
         cited_cell = nodes.entry("")
         for other in sorted(citing, key=lambda d: (order.get(d, len(order)), d)):
             cited_cell += _paragraph_link(builder, fromdoc, other, "", _chapter_title(env, other))
         if not citing:
             cited_cell += nodes.paragraph(text="—")
-        body += nodes.row("", nodes.entry("", _paragraph_link(builder, fromdoc, doc, label, text)),
-                          nodes.entry("", nodes.paragraph(text=realtype)),
+        body += nodes.row("", nodes.entry("", nodes.paragraph("", "", link)),
                           nodes.entry("", _paragraph_link(builder, fromdoc, doc, "", _chapter_title(env, doc))),
                           cited_cell)
     return table
@@ -214,4 +231,4 @@ def setup(app: Sphinx) -> dict:
     app.connect("env-get-outdated", on_env_get_outdated)
     app.connect("env-check-consistency", on_env_check_consistency)
     app.connect("doctree-resolved", on_doctree_resolved)
-    return {"version": "1.0", "env_version": 1, "parallel_read_safe": True, "parallel_write_safe": True}
+    return {"version": "1.0", "env_version": 2, "parallel_read_safe": True, "parallel_write_safe": True}
