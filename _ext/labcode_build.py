@@ -5,19 +5,25 @@ kernelspec only, so an edit to ``labcode`` or to a pinned dependency would
 leave stale figures in place. This extension, listed in ``_config.yml`` so
 that a plain ``jupyter-book build .`` uses it:
 
-1. fingerprints everything that determines outputs besides the cells
-   (``src/labcode/**``, ``requirements.txt``, ``pyproject.toml``, and the
-   device: ``LABCODE_DEVICE`` and whether a GPU is present); when the
-   fingerprint differs from the one recorded by the last successful build, it
-   empties the execution cache and marks every notebook page outdated, so all
-   chapters re-execute (prose-only edits change neither the cells nor the
-   fingerprint, and execute nothing);
+1. fingerprints everything that determines a chapter's outputs besides its
+   cells: the pins (``requirements.txt``, ``pyproject.toml``), the device
+   (``LABCODE_DEVICE`` and whether a GPU is present), and the source of the
+   ``labcode`` modules that the chapter imported (directly or not) when it last
+   executed, recorded from ``sys.modules`` at the end of its execution. When a
+   pin or the device changes, the execution cache is emptied and every chapter
+   re-executes; when a module changes, exactly the chapters that imported it
+   lose their cache entry and re-execute (a chapter with no record, e.g. one
+   executed by myst-nb itself, counts as importing everything). Prose-only
+   edits change neither the cells nor a fingerprint, and execute nothing;
 2. before Sphinx reads the pages, executes every notebook that the cache
    cannot serve in parallel, one process per core, and stores the results in
    the cache, where myst-nb then finds them (a notebook that fails is left to
    myst-nb, which re-runs it and reports the error as usual);
 3. pins the kernels to one BLAS/OpenMP thread, so serial and parallel builds
-   give identical numbers;
+   give identical numbers, and points them at the build's model store
+   (``LABCODE_MODEL_STORE=_build/.labcode-models``, see ``labcode.store``), so
+   that a model several chapters use is trained once per build; the store is
+   emptied with the execution cache;
 4. writes the executed outputs into ``jupyter_execute/<page>.ipynb``, the
    notebook behind each page's download button (myst-nb writes it without
    outputs when the page is served from the cache);
@@ -34,6 +40,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -47,8 +54,23 @@ from sphinx.util.docutils import SphinxDirective
 
 LOGGER = logging.getLogger(__name__)
 STAMP = "labcode-fingerprint.txt"
-#: what determines outputs besides the cells (globs relative to the book's root); conf value labcode_fingerprint
-FINGERPRINTED = ["src/labcode/**/*.py", "requirements.txt", "pyproject.toml"]
+#: what determines every chapter's outputs besides the cells (globs relative to the book's root); conf value
+#: labcode_fingerprint. The labcode modules a chapter imports are added per chapter (DEPS).
+FINGERPRINTED = ["requirements.txt", "pyproject.toml"]
+#: where the library's source lives (relative to the book's root); conf value labcode_source
+SOURCE = "src"
+#: beside the cache: {doc: {"modules": [...], "fingerprint": ...}} of the last execution of each chapter
+DEPS = "labcode-deps.json"
+#: the trained-model store beside the cache (labcode.store reads the variable)
+MODEL_STORE = ".labcode-models"
+STORE_ENV = "LABCODE_MODEL_STORE"
+#: printed by a cell appended to each executed notebook (and removed before caching)
+MODULES_MARK = "LABCODE-MODULES:"
+MODULES_CELL = (
+    "import json as _labcode_json, sys as _labcode_sys\n"
+    f"print({MODULES_MARK!r} + _labcode_json.dumps(sorted(n for n in _labcode_sys.modules "
+    "if n == 'labcode' or n.startswith('labcode.'))))"
+)
 REPORT_LOG = "execution-log.json"
 GLUE_JSON = "glued-values.json"
 
@@ -64,6 +86,33 @@ def fingerprint(root: Path, patterns: list[str]) -> str:
     files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
     for path in files:
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def module_file(source: Path, name: str) -> Path | None:
+    """The source file of module ``name`` (``labcode.plots.data``) under ``source``, if it is there."""
+    base = source.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def all_modules(source: Path) -> list[str]:
+    """Every labcode module under ``source``: the dependency set of a chapter whose imports are unknown."""
+    names = []
+    for path in sorted((source / "labcode").rglob("*.py")):
+        parts = path.relative_to(source).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def modules_fingerprint(base: str, source: Path, modules: list[str]) -> str:
+    """SHA-256 of the global fingerprint ``base`` and the source of ``modules`` (a missing module counts too)."""
+    digest = hashlib.sha256(base.encode())
+    for name in sorted(set(modules)):
+        path = module_file(source, name)
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path is not None else b"<missing>") + b"\0")
     return digest.hexdigest()
 
 
@@ -84,21 +133,61 @@ def _notebook_docs(app: Sphinx, docnames) -> list[str]:
     return sorted(d for d in docnames if _is_notebook(Path(app.env.doc2path(d))))
 
 
+def _deps_path(app: Sphinx) -> Path:
+    return _cache_path(app) / DEPS
+
+
+def _load_deps(app: Sphinx) -> dict[str, dict]:
+    path = _deps_path(app)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def on_builder_inited(app: Sphinx) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"   # inherited by every kernel, serial or parallel
     os.environ["MKL_NUM_THREADS"] = "1"
+    app.labcode_stale_docs = set()
     if app.env.mystnb_config.execution_mode != "cache":
         return
     cache = _cache_path(app)
+    models = cache.parent / MODEL_STORE
+    os.environ[STORE_ENV] = str(models)
     current = fingerprint(_root(app), app.config.labcode_fingerprint)
     stamp = cache / STAMP
     recorded = stamp.read_text().strip() if stamp.is_file() else None
     app.labcode_fingerprint = current
     app.labcode_stale = recorded != current
     if app.labcode_stale and cache.exists():
-        LOGGER.info("labcode or requirements changed: clearing the execution cache")
+        LOGGER.info("requirements or device changed: clearing the execution cache")
         from jupyter_cache import get_cache
         get_cache(str(cache)).clear_cache()
+        _deps_path(app).unlink(missing_ok=True)
+        shutil.rmtree(models, ignore_errors=True)
+        return
+    if cache.exists():
+        _drop_stale_chapters(app)
+
+
+def _drop_stale_chapters(app: Sphinx) -> None:
+    """Remove the cache entry of every chapter whose labcode modules changed since it executed."""
+    from jupyter_cache import get_cache
+    cache = get_cache(str(_cache_path(app)))
+    deps = _load_deps(app)
+    source = _root(app) / app.config.labcode_source
+    srcdir = Path(app.srcdir).resolve()
+    everything = all_modules(source)
+    for record in cache.list_cache_records():
+        try:
+            doc = str(Path(record.uri).resolve().relative_to(srcdir).with_suffix(""))
+        except ValueError:      # a notebook outside this book: not ours to keep
+            doc = None
+        entry = deps.get(doc or "", {})
+        modules = entry.get("modules", everything)
+        if entry and modules_fingerprint(app.labcode_fingerprint, source, modules) == entry.get("fingerprint"):
+            continue
+        cache.remove_cache(record.pk)
+        if doc is not None:
+            app.labcode_stale_docs.add(doc)
+            LOGGER.info(f"labcode_build: {doc} imports changed labcode modules: it will execute again")
 
 
 def on_env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
@@ -106,16 +195,22 @@ def on_env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
     outdated = []
     if getattr(app, "labcode_stale", False):
         outdated += _notebook_docs(app, env.found_docs)
+    outdated += sorted(getattr(app, "labcode_stale_docs", set()))
     outdated += [d for d in env.found_docs if "{execution-report}" in Path(env.doc2path(d)).read_text(encoding="utf-8")]
     return outdated
 
 
-def _execute(path: str, nb_json: str, timeout: int, allow_errors: bool) -> tuple[str, float, str | None]:
-    """Worker: execute one notebook in its own directory; return (executed json, seconds, error)."""
+def _execute(path: str, nb_json: str, timeout: int, allow_errors: bool) -> tuple[str, float, str | None, list[str]]:
+    """Worker: execute one notebook in its own directory.
+
+    Returns (executed json, seconds, error, labcode modules imported). A last cell that
+    lists the imported ``labcode`` modules is appended for the run and removed afterwards.
+    """
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
     for attempt in range(3):
         nb = nbformat.reads(nb_json, as_version=4)
+        nb.cells.append(nbformat.v4.new_code_cell(MODULES_CELL))
         try:
             result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout,
                                          allow_errors=allow_errors, meta_override=True)
@@ -125,7 +220,13 @@ def _execute(path: str, nb_json: str, timeout: int, allow_errors: bool) -> tuple
                 raise
             time.sleep(1.0 + attempt)
     error = None if result.err is None else f"{type(result.err).__name__}: {result.err}"
-    return nbformat.writes(nb), result.time, error
+    modules = []
+    last = nb.cells.pop()
+    for output in last.get("outputs", []):
+        text = output.get("text", "")
+        if MODULES_MARK in text:
+            modules = json.loads(text.split(MODULES_MARK, 1)[1].strip().splitlines()[0])
+    return nbformat.writes(nb), result.time, error, modules
 
 
 RUNTIMES = ".labcode-runtimes.json"   # beside the cache, so it survives a cleared cache
@@ -180,15 +281,17 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
     LOGGER.info(f"labcode_build: executing {len(todo)} notebook(s) with {workers} worker(s)")
     start = time.perf_counter()
     log = {}
+    deps = _load_deps(app)
+    source = _root(app) / app.config.labcode_source
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = {doc: pool.submit(_execute, path, nbformat.writes(nb), nb_config.execution_timeout,
                                     nb_config.execution_allow_errors) for doc, path, nb in todo}
         device = pool.submit(_device_name).result()   # a short job: it overlaps the notebooks when workers > 1
         for doc, path, _ in todo:
             try:
-                executed, seconds, error = futures[doc].result()
+                executed, seconds, error, modules = futures[doc].result()
             except Exception as err:   # e.g. a kernel that died on start: myst-nb retries it serially
-                executed, seconds, error = "", 0.0, f"{type(err).__name__}: {err}"
+                executed, seconds, error, modules = "", 0.0, f"{type(err).__name__}: {err}", []
             if error is not None:
                 LOGGER.info(f"labcode_build: {doc} failed ({error}); myst-nb will re-run it and report")
                 continue
@@ -197,9 +300,13 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
                               data={"execution_seconds": seconds, "device": device}),
                 check_validity=False, overwrite=True)
             log[doc] = {"seconds": seconds, "device": device}
+            deps[doc] = {"modules": modules,
+                         "fingerprint": modules_fingerprint(getattr(app, "labcode_fingerprint", ""), source, modules)}
             LOGGER.info(f"labcode_build: executed {doc} in {seconds:.1f} s on {device}")
     wall = time.perf_counter() - start
     history.update({doc: entry["seconds"] for doc, entry in log.items()})
+    _deps_path(app).parent.mkdir(parents=True, exist_ok=True)
+    _deps_path(app).write_text(json.dumps(deps, indent=1, sort_keys=True))
     history_path.write_text(json.dumps(history, indent=1, sort_keys=True))
     LOGGER.info(f"labcode_build: executed {len(log)} notebook(s) in {wall:.1f} s wall time")
     log_path.write_text(json.dumps({"executed": sorted(log), "wall_seconds": wall, "workers": workers}))
@@ -302,6 +409,7 @@ def _table(header: list[str], rows: list[tuple[str, str, str]], here: str) -> no
 
 def setup(app: Sphinx) -> dict:
     app.add_config_value("labcode_fingerprint", FINGERPRINTED, "env")
+    app.add_config_value("labcode_source", SOURCE, "env")
     app.connect("builder-inited", on_builder_inited, priority=900)   # after myst-nb's config
     app.connect("env-get-outdated", on_env_get_outdated)
     app.connect("env-before-read-docs", on_env_before_read_docs, priority=900)

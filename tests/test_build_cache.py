@@ -1,7 +1,8 @@
 """The execution cache re-runs exactly what changed, on a small fixture book built with plain `jupyter-book build`.
 
 The build extension (_ext/labcode_build.py) must make the cache key cover the code
-cells, labcode's source and the pinned requirements, but not the prose.
+cells, the labcode modules each chapter imported and the pinned requirements, but not
+the prose. In the fixture, both chapters import labcode; only beta imports labcode.plots.data.
 """
 
 from __future__ import annotations
@@ -87,10 +88,34 @@ def test_code_cell_edit_executes_that_chapter_only(book: Path) -> None:
     assert log["executed"] == ["beta"] and log["mystnb_executed"] == 0
 
 
-def test_labcode_edit_executes_every_chapter(book: Path) -> None:
+def _deps(book: Path) -> dict:
+    return json.loads((book / "_build" / ".jupyter_cache" / "labcode-deps.json").read_text())
+
+
+def test_imports_are_recorded_per_chapter(book: Path) -> None:
+    deps = _deps(book)
+    assert "labcode.plots.data" in deps["beta"]["modules"] and "labcode.plots.data" not in deps["alpha"]["modules"]
+    assert {"labcode", "labcode.kl", "labcode.vae"} <= set(deps["alpha"]["modules"])
+
+
+def test_plotting_module_edit_executes_only_the_chapter_that_imports_it(book: Path) -> None:
+    edit(book / "src" / "labcode" / "plots" / "data.py", '"""Figures of', '"""Figures (edited) of')
+    log = build(book)
+    assert log["executed"] == ["beta"] and log["mystnb_executed"] == 0
+
+
+def test_core_module_edit_executes_every_chapter(book: Path) -> None:
     edit(book / "src" / "labcode" / "kl.py", '"""KL divergence', '"""KL divergence (edited)')
     log = build(book)
     assert log["executed"] == ["alpha", "beta"] and log["mystnb_executed"] == 0
+
+
+def test_a_changed_import_set_is_recorded(book: Path) -> None:
+    edit(book / "alpha.md", "import labcode as lc\n", "import labcode as lc\nimport labcode.plots.data\n")
+    assert build(book)["executed"] == ["alpha"]
+    assert "labcode.plots.data" in _deps(book)["alpha"]["modules"]
+    edit(book / "src" / "labcode" / "plots" / "data.py", "(edited)", "(edited twice)")
+    assert build(book)["executed"] == ["alpha", "beta"]
 
 
 def test_requirements_edit_executes_every_chapter(book: Path) -> None:
