@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 JB = Path(sys.executable).parent / "jupyter-book"
-COPY = ["_config.yml", "_toc.yml", "_ext", "book", "src", "requirements.txt", "pyproject.toml"]
+COPY = ["_config.yml", "_toc.yml", "_ext", "_static", "book", "src", "references.bib", "requirements.txt", "pyproject.toml"]
 TARGETS = {"cold build": 45.0, "no-change rebuild": 3.0, "plotting-module edit rebuild (plots/data.py)": 15.0}
 PLOT_MODULE = "src/labcode/plots/data.py"
 
