@@ -72,11 +72,6 @@ class ChecklistItem:
         return CHAPTER_TITLES[self.chapter]
 
     @property
-    def chapter_url(self) -> str:
-        """The chapter's page, relative to the book's pages."""
-        return f"{self.chapter}.html"
-
-    @property
     def doc(self) -> str:
         """The reference's docstring, shown in the student's stub."""
         if self.name == "compute_elbo":

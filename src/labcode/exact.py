@@ -199,10 +199,6 @@ class LatentQuadrature:
         cov = torch.zeros(self.n_points, d, d, dtype=z.dtype, device=z.device).index_add_(0, self.point, outer)
         return mean, cov
 
-    def cells_per_point(self) -> Tensor:
-        """(B,) number of cells of each point."""
-        return torch.bincount(self.point, minlength=self.n_points)
-
     def integrate(self, log_density: Tensor, values: Tensor | None = None) -> Tensor:
         """:math:`\\sum_k \\Delta_k\\, e^{\\log \\rho(z_k)}\\, v_k` for each point: the rule applied to :math:`\\rho\\, v`.
 
