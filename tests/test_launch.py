@@ -100,11 +100,18 @@ def colab_like_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
+@pytest.fixture(scope="module")
+def shared_model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One model store for the notebooks of this module, as in a build: shared models are trained once."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.mark.parametrize("doc", notebook_docs())
 def test_colab_notebook_runs_in_fresh_env_installing_labcode(colab_like_python: Path, labcode_wheel: Path, doc: str,
-                                                             tmp_path: Path) -> None:
+                                                             shared_model_store: Path, tmp_path: Path) -> None:
     """The install cell (pointed at a wheel of this checkout) installs labcode, then every cell runs."""
-    env = dict(os.environ, LABCODE_INSTALL_FROM=str(labcode_wheel), LABCODE_DEVICE="cpu", HOME=str(tmp_path))
+    env = dict(os.environ, LABCODE_INSTALL_FROM=str(labcode_wheel), LABCODE_DEVICE="cpu", HOME=str(tmp_path),
+               LABCODE_MODEL_STORE=str(shared_model_store))
     notebook = ROOT / f"{doc}.ipynb"
     try:
         proc = subprocess.run([str(colab_like_python), "-c", EXECUTE, str(notebook), str(notebook.parent),
