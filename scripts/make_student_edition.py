@@ -23,7 +23,7 @@ from pathlib import Path
 import jupytext
 
 from booktools import ROOT, report_stale, repository
-from labcode.checklist import CHECKLIST, ChecklistItem
+from labcode.lab.checklist import CHECKLIST, ChecklistItem
 from sync_notebooks import install_cell
 
 LAB = Path("lab")

@@ -17,6 +17,7 @@ import pytest
 import torch
 from hypothesis import settings
 
+import labcode as lc
 from book_utils import HTML, ROOT
 
 # Modest example counts keep the suite fast; derandomize makes every CI run
@@ -73,3 +74,11 @@ def built_book() -> Path:
             if (HTML / "reports").exists() else ""
         pytest.fail(f"jupyter-book build failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}\n{reports}")
     return HTML
+
+
+@pytest.fixture(scope="module")
+def small_vae() -> tuple[lc.VAE, torch.Tensor]:
+    """A quickly trained spiral VAE (float32) and its data."""
+    data = lc.make_spiral(200, 0.1, generator=torch.Generator().manual_seed(0))
+    model, _ = lc.fit_vae(data, lc.VAEConfig(steps=300, lr=3e-2, seed=0))
+    return model, data

@@ -14,6 +14,7 @@ from labcode.diffusion import (
     forward_chain,
     linear_beta_schedule,
     prior_matching_kl,
+    prior_matching_sweep,
     q_posterior,
     q_sample,
 )
@@ -142,3 +143,15 @@ def test_device_and_dtype_are_respected(device, dtype, betas):
     assert kl.shape == (1000, 6) and kl.device.type == device.type and kl.dtype == dtype
     chain = forward_chain(x0, betas[:3], generator=gen)
     assert chain.device.type == device.type and chain.dtype == dtype
+
+
+def test_prior_matching_sweep() -> None:
+    x0 = lc.make_spiral(100, 0.1, generator=torch.Generator().manual_seed(0))
+    kl = prior_matching_sweep(x0, [10, 100, 1000], [0.01, 0.02])
+    assert kl.shape == (2, 3)
+    abar = alpha_bar_schedule(linear_beta_schedule(1000, 1e-4, 0.02))[-1]
+    assert kl[1, 2].item() == pytest.approx(prior_matching_kl(x0.double(), abar).mean().item(), rel=1e-12)
+    assert (kl[:, 1:] < kl[:, :-1]).all()
+    assert (kl[1] < kl[0]).all()
+    with pytest.raises(ValueError, match="n_steps"):
+        prior_matching_sweep(x0, [1], [0.02])

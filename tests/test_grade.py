@@ -18,8 +18,17 @@ import pytest
 import torch
 
 import labcode as lc
-from labcode.checklist import BY_NAME, CHECKLIST
-from labcode.grade import Result, format_report, grade_namespace, grade_path, grade_path_verbose, isolated, main, run_cells
+from labcode.lab.checklist import BY_NAME, CHECKLIST
+from labcode.lab.runner import (
+    Result,
+    format_report,
+    grade_namespace,
+    grade_path,
+    grade_path_verbose,
+    isolated,
+    main,
+    run_cells,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))

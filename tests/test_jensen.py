@@ -7,11 +7,20 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from scipy import integrate, special
 
 import labcode as lc
+from labcode.gaussian import GaussianMixture1D
+from labcode.jensen import (
+    gamma_jensen_gap,
+    jensen_gap_stderr,
+    lab_jensen_cases,
+    two_point_jensen_gap,
+    uniform_jensen_gap,
+)
 
 LOG_SAMPLES = st.floats(-7.0, 7.0)   # samples in [1e-3, 1e3]
 
@@ -151,3 +160,81 @@ def test_jensen_gap_rejects_bad_samples(samples, match):
 def test_jensen_gap_rejects_non_float_tensors(samples):
     with pytest.raises(TypeError, match="samples must be a floating-point tensor"):
         lc.jensen_gap(samples)
+
+
+def bimodal(dtype: torch.dtype = torch.float32) -> GaussianMixture1D:
+    """The chapter's target 0.6 N(-2, 0.6²) + 0.4 N(2, 0.6²)."""
+    return GaussianMixture1D(torch.tensor([0.6, 0.4], dtype=dtype), torch.tensor([-2.0, 2.0], dtype=dtype),
+                             torch.tensor([0.6, 0.6], dtype=dtype))
+
+
+def test_mixture_log_prob_follows_device_and_dtype(device: torch.device, dtype: torch.dtype) -> None:
+    x = torch.linspace(-3.0, 3.0, 7, device=device, dtype=dtype)
+    out = bimodal().log_prob(x)
+    assert out.device.type == device.type and out.dtype == dtype and out.shape == (7,)
+
+
+def test_mixture_far_tail_is_finite() -> None:
+    # log-sum-exp keeps the log-density finite where the density underflows
+    assert torch.isfinite(bimodal().log_prob(torch.tensor([60.0, -60.0]))).all()
+
+
+def test_exact_gaps_against_scipy() -> None:
+    mean_log, _ = integrate.quad(lambda x: math.log(x) / 3.0, 1.0, 4.0)
+    assert uniform_jensen_gap(1.0, 4.0).item() == pytest.approx(math.log(2.5) - mean_log, rel=1e-12)
+    assert uniform_jensen_gap(1.0, 4.0).item() == pytest.approx(math.log(2.5) - (4 * math.log(4) - 3) / 3, rel=1e-12)
+    assert gamma_jensen_gap(1.0).item() == pytest.approx(np.euler_gamma, rel=1e-12)
+    assert gamma_jensen_gap(2.0).item() == pytest.approx(math.log(2) - 1 + np.euler_gamma, rel=1e-12)
+    for k in (0.3, 1.7, 25.0):
+        assert gamma_jensen_gap(k).item() == pytest.approx(math.log(k) - special.digamma(k), rel=1e-12)
+
+
+@settings(max_examples=25)
+@given(st.floats(0.5, 3.0), st.floats(0.1, 5.0))
+def test_gamma_gap_is_the_expectation_gap_by_quadrature(k: float, rate: float) -> None:
+    # E[log X] under Gamma(k, rate) by SciPy quadrature in u = log x (smooth), independent of digamma
+    def integrand(u: float) -> float:   # u times the density of log X at u
+        return u * math.exp(k * math.log(rate) + k * u - rate * math.exp(u) - math.lgamma(k))
+
+    centre = math.log(k / rate)
+    # the density of log X is below e^-20 of its peak outside [centre - 40, centre + 6] for k >= 0.5
+    mean_log = integrate.quad(integrand, centre - 40.0, centre)[0] + integrate.quad(integrand, centre, centre + 6.0)[0]
+    assert gamma_jensen_gap(k).item() == pytest.approx(math.log(k / rate) - mean_log, rel=1e-6, abs=1e-9)
+
+
+@given(st.floats(0.1, 10.0), st.floats(0.1, 10.0), st.floats(0.0, 1.0))
+def test_two_point_gap_properties(x1: float, x2: float, lam: float) -> None:
+    gap = two_point_jensen_gap(torch.tensor(x1, dtype=torch.float64), x2, lam).item()
+    assert gap >= -1e-12
+    assert two_point_jensen_gap(torch.tensor(x1, dtype=torch.float64), x1, lam).item() == pytest.approx(0.0, abs=1e-12)
+    assert two_point_jensen_gap(torch.tensor(x1, dtype=torch.float64), x2, 1.0).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_two_point_gap_equals_sample_gap_for_equal_weights() -> None:
+    values = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    torch.testing.assert_close(two_point_jensen_gap(values[0], values[1], 0.5), lc.jensen_gap(values))
+    with pytest.raises(ValueError, match="lam must lie in"):
+        two_point_jensen_gap(1.0, 2.0, 1.5)
+
+
+def test_jensen_stderr_matches_the_spread_of_repeated_gaps() -> None:
+    # 400 independent samples of size 500 from Exponential(1): the spread of their gaps
+    n, reps = 500, 400
+    samples = torch.empty(reps, n, dtype=torch.float64).exponential_(generator=torch.Generator().manual_seed(3))
+    gaps = lc.jensen_gap(samples, dim=1)
+    predicted = torch.stack([jensen_gap_stderr(row) for row in samples]).mean()
+    assert predicted.item() == pytest.approx(gaps.std().item(), rel=0.15)
+    assert gaps.mean().item() == pytest.approx(np.euler_gamma, abs=4 * gaps.std().item() / math.sqrt(reps) + 0.005)
+
+
+def test_lab_jensen_cases_are_reproducible_and_correct() -> None:
+    cases = lab_jensen_cases(5000, generator=torch.Generator().manual_seed(0))
+    again = lab_jensen_cases(5000, generator=torch.Generator().manual_seed(0))
+    assert [c.name for c in cases] == ["Uniform[1, 4]", "Exponential(1)", "Gamma(2, 1)"]
+    for case, twin, mean in zip(cases, again, (2.5, 1.0, 2.0), strict=True):
+        assert torch.equal(case.samples, twin.samples)
+        assert case.samples.shape == (5000,) and (case.samples > 0).all()
+        assert case.samples.double().mean().item() == pytest.approx(mean, abs=4 * case.samples.double().std().item() / math.sqrt(5000))
+        gap = lc.jensen_gap(case.samples.double()).item()
+        assert abs(gap - case.exact_gap.item()) <= 4 * jensen_gap_stderr(case.samples.double()).item()
+    assert cases[0].samples.min() >= 1.0 and cases[0].samples.max() <= 4.0

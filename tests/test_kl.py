@@ -7,12 +7,16 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from scipy import integrate
 from torch.distributions import Independent, Normal, kl_divergence
 
 import labcode as lc
+from helpers import bimodal, mixtures
+from labcode.gaussian import GaussianMixture1D
+from labcode.kl import monte_carlo_kl_curve, quadrature_kl
 
 MEANS = st.floats(-10.0, 10.0)
 LOG_SIGMAS = st.floats(-4.0, 4.0)   # sigma in [0.018, 55]: variance ratios up to e^16
@@ -259,3 +263,77 @@ def test_monte_carlo_kl_rejects_samples_outside_the_support_of_q():
     q = torch.distributions.Uniform(0.0, 1.0, validate_args=False)
     with pytest.raises(ValueError, match="log p - log q"):
         lc.monte_carlo_kl(samples, p.log_prob, q.log_prob)
+
+
+@given(st.floats(-2.0, 2.0), st.floats(0.4, 2.0), st.floats(-2.0, 2.0), st.floats(0.4, 2.0))
+def test_quadrature_kl_matches_closed_form(mu1: float, s1: float, mu2: float, s2: float) -> None:
+    grid = torch.linspace(-20.0, 20.0, 4001, dtype=torch.float64)
+    log_p = Normal(torch.tensor(mu1, dtype=torch.float64), s1).log_prob(grid)
+    log_q = Normal(torch.tensor(mu2, dtype=torch.float64), s2).log_prob(grid)
+    exact = lc.gaussian_kl_closed_form(torch.tensor(mu1, dtype=torch.float64), torch.tensor(s1, dtype=torch.float64),
+                                       torch.tensor(mu2, dtype=torch.float64), torch.tensor(s2, dtype=torch.float64))
+    torch.testing.assert_close(quadrature_kl(log_p, log_q, grid), exact, rtol=1e-8, atol=1e-8)
+
+
+@settings(max_examples=25)
+@given(mixtures(), st.floats(-2.0, 2.0), st.floats(0.5, 3.0))
+def test_quadrature_kl_of_mixture_matches_scipy(mixture: GaussianMixture1D, mu: float, sigma: float) -> None:
+    grid = torch.linspace(-25.0, 25.0, 5001, dtype=torch.float64)
+    q = Normal(torch.tensor(mu, dtype=torch.float64), sigma)
+    value = quadrature_kl(mixture.log_prob(grid), q.log_prob(grid), grid).item()
+
+    w, m, s = (t.tolist() for t in (mixture.weights, mixture.means, mixture.sigmas))
+
+    def integrand(x: float) -> float:   # plain floats, independent of labcode and torch
+        logs = [math.log(wk) - 0.5 * ((x - mk) / sk) ** 2 - math.log(sk * math.sqrt(2 * math.pi))
+                for wk, mk, sk in zip(w, m, s, strict=True)]
+        top = max(logs)
+        lp = top + math.log(sum(math.exp(v - top) for v in logs))
+        lq = -0.5 * ((x - mu) / sigma) ** 2 - math.log(sigma * math.sqrt(2 * math.pi))
+        return math.exp(lp) * (lp - lq)
+
+    reference, _ = integrate.quad(integrand, -np.inf, np.inf, limit=200)
+    assert value == pytest.approx(reference, rel=1e-6, abs=1e-7)
+    assert value >= 0.0                                       # Gibbs' inequality
+    assert quadrature_kl(mixture.log_prob(grid), mixture.log_prob(grid), grid).item() == 0.0
+
+
+def test_quadrature_kl_broadcasts_over_leading_dims() -> None:
+    grid = torch.linspace(-10.0, 10.0, 801, dtype=torch.float64)
+    log_p = bimodal(torch.float64).log_prob(grid)
+    log_q = torch.stack([Normal(m, 1.0).log_prob(grid) for m in (-1.0, 0.0, 1.0)])   # (3, M)
+    both = quadrature_kl(log_p, log_q, grid)
+    assert both.shape == (3,)
+    torch.testing.assert_close(both[1], quadrature_kl(log_p, log_q[1], grid))
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    ((torch.zeros(5), torch.zeros(5), torch.tensor([0.0, 1.0, 1.0, 2.0, 3.0])), "strictly increasing"),
+    ((torch.zeros(5), torch.zeros(4), torch.linspace(0, 1, 5)), "log_q must have last dimension 5"),
+    ((torch.tensor([0.0, -math.inf, 0.0]), torch.zeros(3), torch.linspace(0, 1, 3)), "log_p must be finite"),
+    ((torch.zeros(1), torch.zeros(1), torch.zeros(1)), "grid must have shape"),
+])
+def test_quadrature_kl_rejects_bad_input(args: tuple, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        quadrature_kl(*args)
+
+
+def test_monte_carlo_curve_matches_monte_carlo_kl_and_converges() -> None:
+    p, q = Normal(0.0, 0.5), Normal(1.0, 1.5)
+    x = 0.5 * torch.randn(100_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    curve = monte_carlo_kl_curve(x, p.log_prob, q.log_prob, [10, 1000, 100_000])
+    # the last point is the plain estimator on all samples
+    torch.testing.assert_close(curve.estimate[-1], lc.monte_carlo_kl(x, p.log_prob, q.log_prob))
+    r = p.log_prob(x[:1000]) - q.log_prob(x[:1000])
+    torch.testing.assert_close(curve.stderr[1], r.std() / math.sqrt(1000))
+    # error within 4 standard errors at every N; standard error falls like 1/sqrt(N)
+    exact = lc.gaussian_kl_closed_form(0.0, 0.5, 1.0, 1.5).double()
+    assert ((curve.estimate - exact).abs() <= 4 * curve.stderr).all()
+    assert curve.stderr[-1].item() == pytest.approx(curve.stderr[1].item() / 10, rel=0.2)
+
+
+@pytest.mark.parametrize("sizes", [[], [1, 10], [10, 10], [10, 5], [10, 200]])
+def test_monte_carlo_curve_rejects_bad_sizes(sizes: list[int]) -> None:
+    with pytest.raises(ValueError, match="sizes must be increasing"):
+        monte_carlo_kl_curve(torch.randn(100, generator=torch.Generator().manual_seed(0)),
+                             Normal(0.0, 1.0).log_prob, Normal(0.0, 2.0).log_prob, sizes)

@@ -19,6 +19,8 @@ from torch.distributions import MultivariateNormal, Normal
 
 import labcode as lc
 import labcode.likelihood
+from helpers import random_linear
+from labcode.likelihood import prior_log_weights, time_log_marginal
 
 WEIGHT = ((1.0, 0.5), (-0.3, 0.8), (0.2, -0.6))   # W: (data_dim=3, latent_dim=2)
 BIAS = (0.5, -1.0, 0.25)                           # b: (3,)
@@ -331,3 +333,46 @@ def test_likelihood_functions_keep_device_and_dtype(device, dtype):
     on_device = outputs["log_marginal_likelihood_mc"].double().cpu()
     on_cpu = estimate(x.cpu(), 100, seed=0)
     torch.testing.assert_close(on_device, on_cpu.double(), rtol=1e-5, atol=1e-5)
+
+
+def test_prior_log_weights_match_normal_log_prob(device: torch.device) -> None:
+    decoder = random_linear(0, 2, 2, torch.float32)
+    decoder.weight, decoder.bias = decoder.weight.to(device), decoder.bias.to(device)
+    x = torch.tensor([[0.3, -1.0], [2.0, 0.5]], device=device)
+    log_w = prior_log_weights(decoder, x, 500, 0.4, generator=torch.Generator().manual_seed(7))
+    z = lc.sample_prior(500, 2, generator=torch.Generator().manual_seed(7)).to(device)
+    expected = Normal(decoder(z)[None], 0.4).log_prob(x[:, None]).sum(-1)
+    assert log_w.shape == (2, 500)
+    assert log_w.device.type == device.type
+    torch.testing.assert_close(log_w, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_prior_log_weights_across_chunks() -> None:
+    """More samples than one chunk holds: the chunks must join seamlessly."""
+    decoder = random_linear(1, 2, 2, torch.float32)
+    x = torch.zeros(3, 2)
+    n = 800_000                              # one chunk holds 2**22 // 6 = 699050 samples here
+    log_w = prior_log_weights(decoder, x, n, 0.5, generator=torch.Generator().manual_seed(2))
+    z = lc.sample_prior(n, 2, generator=torch.Generator().manual_seed(2))
+    tail = slice(n - 1000, n)
+    expected = Normal(decoder(z[tail])[None], 0.5).log_prob(x[:, None]).sum(-1)
+    torch.testing.assert_close(log_w[:, tail], expected, rtol=1e-5, atol=1e-4)
+
+
+def test_prior_log_weights_check_inputs() -> None:
+    decoder = random_linear(0, 2, 2, torch.float32)
+    with pytest.raises(ValueError, match="n_samples"):
+        prior_log_weights(decoder, torch.zeros(1, 2), 0, 0.5)
+    with pytest.raises(ValueError, match="noise_std"):
+        prior_log_weights(decoder, torch.zeros(1, 2), 5, -0.5)
+    with pytest.raises(ValueError, match="x must"):
+        prior_log_weights(decoder, torch.zeros(2), 5, 0.5)
+
+
+def test_time_log_marginal_returns_one_positive_time_per_k() -> None:
+    decoder = random_linear(0, 2, 2, torch.float32)
+    times = time_log_marginal(decoder, torch.zeros(2, 2), [10, 1000], 0.5, repeats=2,
+                              generator=torch.Generator().manual_seed(0))
+    assert len(times) == 2 and all(t > 0 for t in times)
+    with pytest.raises(ValueError, match="repeats"):
+        time_log_marginal(decoder, torch.zeros(2, 2), [10], 0.5, repeats=0)

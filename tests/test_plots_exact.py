@@ -7,8 +7,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from labcode.estimators import estimator_spread, latent_grid
-from labcode.exact import GaussianMixture2D, fit_gaussian_kl_2d
+from labcode.fits import fit_gaussian_kl_2d
+from labcode.gaussian import GaussianMixture2D
+from labcode.importance import estimator_spread
+from labcode.lattice import latent_grid
 from labcode.plots.exact import (
     plot_estimators,
     plot_identity,

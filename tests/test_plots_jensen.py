@@ -7,7 +7,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from labcode.divergences import two_point_jensen_gap
+from labcode.jensen import two_point_jensen_gap
 from labcode.plots.jensen import plot_jensen_geometry
 
 

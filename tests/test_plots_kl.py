@@ -10,7 +10,9 @@ import torch
 from matplotlib.figure import Figure
 from torch.distributions import Normal
 
-from labcode.divergences import GaussianMixture1D, fit_gaussian_kl, gaussian_kl_landscape, monte_carlo_kl_curve
+from labcode.fits import fit_gaussian_kl, gaussian_kl_landscape
+from labcode.gaussian import GaussianMixture1D
+from labcode.kl import monte_carlo_kl_curve
 from labcode.plots.kl import plot_kl_asymmetry, plot_mc_convergence, plot_mode_fits
 
 P, Q = Normal(0.0, 0.5), Normal(1.0, 1.5)

@@ -7,13 +7,9 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from labcode.estimators import estimator_spread, latent_grid
-from labcode.plots.likelihood import (
-    plot_chosen_points,
-    plot_ess_and_cost,
-    plot_estimator_spread,
-    plot_grid_posterior,
-)
+from labcode.importance import estimator_spread
+from labcode.lattice import latent_grid
+from labcode.plots.likelihood import plot_chosen_points, plot_ess_and_cost, plot_estimator_spread, plot_grid_posterior
 
 LABELS = ["near", "middle", "far"]
 

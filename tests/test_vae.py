@@ -15,6 +15,7 @@ import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
 import labcode as lc
+from labcode.likelihood import GaussianDecoderModel, decoder_function, latent_dim_of
 
 CONFIG = lc.VAEConfig(steps=1500, lr=3e-2)
 SHORT = lc.VAEConfig(steps=40, lr=3e-2)
@@ -125,10 +126,11 @@ def test_from_config_is_deterministic_per_seed():
             assert not torch.equal(pa, pc), name
 
 
-def test_vae_is_a_decoder_with_unit_initial_noise():
+def test_vae_is_a_gaussian_decoder_model_with_unit_initial_noise():
     model = lc.VAE.from_config(lc.VAEConfig())
     z = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(model(z), model.decode(z))
+    assert isinstance(model, GaussianDecoderModel) and latent_dim_of(model) == 2
+    assert torch.equal(decoder_function(model)(z), model.decoder(z))
     assert model.noise_std.shape == () and model.noise_std.item() == 1.0
 
 

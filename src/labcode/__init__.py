@@ -1,17 +1,21 @@
 """labcode: the mathematics of "Mathematical Foundations of Generative Models".
 
 Every chapter of the book calls into this package; ``import labcode as lc``.
+The package is organised by mathematical concept, one module each (``gaussian``,
+``kl``, ``jensen``, ``likelihood``, ``importance``, ``lattice``, ``quadrature``,
+``exact``, ``fits``, ``elbo``, ``vae``, ``gradients``, ``diffusion``); figures are in
+``plots``, the strings chapters glue in ``prose``, the student lab in ``lab``.
 """
 
 from .data import device_name, get_device, make_spiral, spiral_curve
 from .elbo import kl_regularization, reconstruction_loss, reparameterize
 from .experiments import BETA_SWEEP, LAB_SPIRAL, REFERENCE_TRAINING, SpiralSpec, beta_sweep, lab_data, reference_vae
+from .gaussian import gaussian_log_density
+from .importance import effective_sample_size
 from .jensen import jensen_gap
 from .kl import gaussian_kl_closed_form, monte_carlo_kl, standard_normal_kl
 from .likelihood import (
     approximate_marginal_likelihood,
-    effective_sample_size,
-    gaussian_log_density,
     likelihood_given_z,
     log_likelihood_given_z,
     log_likelihood_matrix,

@@ -6,6 +6,8 @@ names the argument and the violated constraint (STYLE.md, principle 4).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -57,6 +59,13 @@ def check_positive(name: str, t: Tensor) -> None:
         raise ValueError(f"{name} must be > 0, got {bad}")
 
 
+def check_positive_number(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite Python number > 0; raise ``ValueError`` otherwise."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return float(value)
+
+
 def check_positive_int(name: str, n: object) -> int:
     """Return ``n`` if it is a positive ``int``; raise otherwise."""
     if isinstance(n, bool) or not isinstance(n, int):
@@ -81,6 +90,43 @@ def check_same_shape(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
             f"{name_a} and {name_b} must have the same shape, "
             f"got {tuple(a.shape)} and {tuple(b.shape)}"
         )
+
+
+def check_log_weights(name: str, log_weights: Tensor) -> None:
+    """Raise ``ValueError`` unless ``log_weights`` is (..., K) with K > 0 and holds no NaN or +inf (-inf is a zero weight)."""
+    if log_weights.dim() < 1 or log_weights.shape[-1] == 0:
+        raise ValueError(f"{name} must have shape (..., K) with K > 0, got {tuple(log_weights.shape)}")
+    if torch.isnan(log_weights).any() or (log_weights == math.inf).any():
+        raise ValueError(f"{name} must not contain NaN or +inf")
+
+
+def check_direction(direction: str) -> None:
+    """Raise ``ValueError`` unless ``direction`` is ``"forward"`` (KL(p‖q)) or ``"reverse"`` (KL(q‖p))."""
+    if direction not in ("forward", "reverse"):
+        raise ValueError(f"direction must be 'forward' or 'reverse', got {direction!r}")
+
+
+def check_grid(grid: object) -> Tensor:
+    """``grid`` as a checked (M,) tensor, M >= 2, finite and strictly increasing."""
+    grid = as_tensor("grid", grid)
+    if grid.dim() != 1 or grid.shape[0] < 2:
+        raise ValueError(f"grid must have shape (M,) with M >= 2, got {tuple(grid.shape)}")
+    check_finite("grid", grid)
+    if not (grid[1:] > grid[:-1]).all():
+        raise ValueError("grid must be strictly increasing")
+    return grid
+
+
+def check_encoder_outputs(q_mean: Tensor | None, q_logvar: Tensor | None, batch: int, dim: int) -> None:
+    """Raise unless ``q_mean`` and ``q_logvar`` are both None or both finite (batch, dim) tensors."""
+    if (q_mean is None) != (q_logvar is None):
+        raise ValueError("q_mean and q_logvar must be given together")
+    if q_mean is not None:
+        check_same_shape("q_mean", q_mean, "q_logvar", q_logvar)
+        if q_mean.shape != (batch, dim):
+            raise ValueError(f"q_mean must have shape ({batch}, {dim}), got {tuple(q_mean.shape)}")
+        check_finite("q_mean", q_mean)
+        check_finite("q_logvar", q_logvar)
 
 
 def randn(shape: tuple[int, ...], *, generator: torch.Generator | None,

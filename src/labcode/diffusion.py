@@ -1,4 +1,4 @@
-"""The forward (noising) process of a diffusion model (chapter "Bridge to diffusion").
+"""The forward (noising) process of a diffusion model (chapters "Bridge to diffusion" and, for the prior-matching sweep, "The rate–distortion view").
 
 The forward process is a fixed Markov chain of Gaussian kernels
 
@@ -25,6 +25,7 @@ Schedules are indexed so that ``alpha_bar[t]`` is :math:`\\bar\\alpha_t` for
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -204,3 +205,37 @@ def prior_matching_kl(x0: Tensor, alpha_bar_T: float | Tensor) -> Tensor:
     mean = torch.sqrt(a) * x0
     logvar = torch.log1p(-a).expand_as(mean)
     return standard_normal_kl(mean, logvar)
+
+
+def prior_matching_sweep(x0: Tensor, n_steps: Sequence[int], beta_ends: Sequence[float], *,
+                         beta_start: float = 1e-4) -> Tensor:
+    """Mean over the data of :math:`\\mathrm{KL}(q(x_T \\mid x_0) \\,\\|\\, \\mathcal N(0, I))` for linear schedules.
+
+    For each end value :math:`\\beta_T` in ``beta_ends`` and each length
+    :math:`T` in ``n_steps``, the schedule rises linearly from ``beta_start``
+    to :math:`\\beta_T` (:func:`linear_beta_schedule`), and the
+    term is :func:`prior_matching_kl` at
+    :math:`\\bar\\alpha_T = \\prod_t (1 - \\beta_t)`.
+
+    Args:
+        x0: (N, D) data.
+        n_steps: chain lengths :math:`T` (ints > 1).
+        beta_ends: end values in (0, 1).
+        beta_start: first value in (0, 1).
+
+    Returns:
+        (len(beta_ends), len(n_steps)) mean KL in nats, float64.
+    """
+    check_matrix("x0", x0)
+    if not n_steps or not beta_ends:
+        raise ValueError("n_steps and beta_ends must be non-empty")
+    rows = []
+    for beta_end in beta_ends:
+        row = []
+        for t in n_steps:
+            if isinstance(t, bool) or not isinstance(t, int) or t < 2:
+                raise ValueError(f"n_steps must hold ints >= 2, got {t}")
+            alpha_bar_t = alpha_bar_schedule(linear_beta_schedule(t, beta_start, beta_end))[-1]
+            row.append(prior_matching_kl(x0.double(), alpha_bar_t).mean())
+        rows.append(torch.stack(row))
+    return torch.stack(rows).cpu()

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ._checks import as_tensor, as_tensors, check_finite, check_same_shape, randn
-from .kl import _standard_normal_kl, standard_normal_kl
+from .kl import standard_normal_kl, standard_normal_kl_unchecked
 
 
 def reparameterize(mu: Tensor, logvar: Tensor, *, eps: Tensor | None = None,
@@ -97,12 +97,22 @@ def kl_regularization(mu: Tensor, logvar: Tensor) -> Tensor:
     return standard_normal_kl(mu, logvar)
 
 
-def _elbo_terms(x: Tensor, mu: Tensor, logvar: Tensor, eps: Tensor,
+def elbo_terms(x: Tensor, mu: Tensor, logvar: Tensor, eps: Tensor,
                 decode, decoder_logvar: Tensor) -> dict[str, Tensor]:
-    """Unchecked one-sample ELBO terms shared by ``VAE.compute_elbo`` and the training loops."""
+    """One-sample ELBO terms at :math:`z = \\mu + \\sigma \\odot \\varepsilon`, unchecked (``VAE.compute_elbo`` and the training loops check their inputs).
+
+    Args:
+        x: (batch, data_dim) data.
+        mu, logvar, eps: (batch, latent_dim) encoder outputs and noise.
+        decode: the decoder mean :math:`f_\\theta`, (batch, latent_dim) -> (batch, data_dim).
+        decoder_logvar: :math:`\\log\\sigma_x^2`, broadcastable to ``x``.
+
+    Returns:
+        ``elbo``, ``reconstruction``, ``kl_divergence`` (batch,) and ``mu``, ``logvar``, ``z``, ``x_recon``.
+    """
     z = _reparameterize(mu, logvar, eps)
     x_recon = decode(z)
     recon = _gaussian_log_likelihood(x, x_recon, decoder_logvar.expand_as(x_recon))
-    kl = _standard_normal_kl(mu, logvar)
+    kl = standard_normal_kl_unchecked(mu, logvar)
     return {"elbo": recon - kl, "reconstruction": recon, "kl_divergence": kl,
             "mu": mu, "logvar": logvar, "z": z, "x_recon": x_recon}

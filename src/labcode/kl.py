@@ -1,16 +1,25 @@
-"""KL divergence (the lab's Part 3; chapter "KL divergence").
+"""KL divergence (the lab's Part 3; chapters "KL divergence", "The ELBO", "Mode-covering and mode-seeking in two dimensions").
 
 .. math:: \\mathrm{KL}(p \\,\\|\\, q) = \\mathbb E_{x \\sim p}\\big[\\log p(x) - \\log q(x)\\big] \\ \\ge 0.
+
+Three ways to compute it: in closed form between Gaussians; by Monte Carlo from
+samples of :math:`p` (with its standard error as the sample grows); and by
+quadrature, :math:`\\int p \\log(p/q)` on a grid (the trapezoidal rule in one
+dimension, the midpoint rule on a planar lattice).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import Tensor
 
-from ._checks import as_tensor, as_tensors, check_finite, check_positive, check_same_shape
+from ._checks import as_tensor, as_tensors, check_finite, check_grid, check_positive, check_same_shape
+from .lattice import latent_grid
 
 LogProb = Callable[[Tensor], Tensor]
 
@@ -100,9 +109,114 @@ def standard_normal_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     check_finite("logvar", logvar)
     if mu.dim() == 0:
         raise ValueError("mu must have a latent dimension (last axis), got a 0-dim tensor")
-    return _standard_normal_kl(mu, logvar)
+    return standard_normal_kl_unchecked(mu, logvar)
 
 
-def _standard_normal_kl(mu: Tensor, logvar: Tensor) -> Tensor:
-    """Unchecked :func:`standard_normal_kl`, for the training loop."""
+def standard_normal_kl_unchecked(mu: Tensor, logvar: Tensor) -> Tensor:
+    """:func:`standard_normal_kl` without the checks, for callers that checked their inputs (the training loop)."""
     return 0.5 * (mu**2 + torch.expm1(logvar) - logvar).sum(dim=-1)
+
+
+@dataclass(frozen=True)
+class MonteCarloCurve:
+    """Monte Carlo estimates :math:`\\widehat{\\mathrm{KL}}_N` from the first :math:`N` samples, for growing :math:`N`.
+
+    Attributes:
+        n: (L,) sample sizes, increasing.
+        estimate: (L,) :math:`\\frac1N \\sum_{i \\le N} r_i`, :math:`r_i = \\log p(x_i) - \\log q(x_i)`.
+        stderr: (L,) :math:`s_N / \\sqrt N`, :math:`s_N` the sample standard deviation of :math:`r_1, \\dots, r_N`.
+    """
+
+    n: Tensor
+    estimate: Tensor
+    stderr: Tensor
+
+
+def monte_carlo_kl_curve(p_samples: Tensor, p_log_prob: LogProb, q_log_prob: LogProb,
+                         sizes: Sequence[int]) -> MonteCarloCurve:
+    """The estimator of :func:`labcode.monte_carlo_kl` on nested prefixes of one sample.
+
+    With :math:`r_i = \\log p(x_i) - \\log q(x_i)`, :math:`x_i \\sim p`,
+
+    .. math:: \\widehat{\\mathrm{KL}}_N = \\frac1N \\sum_{i=1}^N r_i,\\qquad
+              \\mathrm{se}_N = \\frac{s_N}{\\sqrt N},\\quad
+              s_N^2 = \\frac1{N-1}\\sum_{i=1}^N (r_i - \\widehat{\\mathrm{KL}}_N)^2 .
+
+    Using prefixes of one sample shows one realisation of the estimator
+    converging, as a student running the lab with more and more samples
+    would see it.
+
+    Args:
+        p_samples: (N_max,) samples from :math:`p`.
+        p_log_prob, q_log_prob: log-densities, (N,) -> (N,).
+        sizes: increasing sample sizes, each in [2, N_max].
+
+    Returns:
+        a :class:`MonteCarloCurve` with L = len(sizes).
+    """
+    p_samples = as_tensor("p_samples", p_samples)
+    if p_samples.dim() != 1:
+        raise ValueError(f"p_samples must have shape (N,), got {tuple(p_samples.shape)}")
+    sizes = [int(n) for n in sizes]
+    if not sizes or sizes[0] < 2 or sizes[-1] > p_samples.shape[0] or any(b <= a for a, b in pairwise(sizes)):
+        raise ValueError(f"sizes must be increasing, within [2, {p_samples.shape[0]}], got {sizes}")
+    check_finite("p_samples", p_samples)
+    r = p_log_prob(p_samples) - q_log_prob(p_samples)
+    check_finite("log p - log q at p_samples", r)
+    estimate = torch.stack([r[:n].mean() for n in sizes])
+    stderr = torch.stack([r[:n].std() / math.sqrt(n) for n in sizes])
+    return MonteCarloCurve(n=torch.tensor(sizes), estimate=estimate, stderr=stderr)
+
+
+def quadrature_kl(log_p: Tensor, log_q: Tensor, grid: Tensor) -> Tensor:
+    """:math:`\\mathrm{KL}(p\\,\\|\\,q) \\approx \\int p(x)\\,[\\log p(x) - \\log q(x)] \\,dx` by the trapezoidal rule.
+
+    The grid must cover (numerically) all of the mass of ``p``; both
+    log-densities must be finite on it (densities positive), so that the
+    integrand :math:`e^{\\log p}(\\log p - \\log q)` is finite everywhere.
+
+    Args:
+        log_p: (..., M) :math:`\\log p` at the grid points.
+        log_q: (..., M) :math:`\\log q` at the grid points (broadcasts against ``log_p``).
+        grid: (M,) strictly increasing points, M >= 2.
+
+    Returns:
+        (...) the KL for each leading index.
+    """
+    grid = check_grid(grid)
+    log_p, log_q = as_tensor("log_p", log_p), as_tensor("log_q", log_q)
+    for name, t in (("log_p", log_p), ("log_q", log_q)):
+        check_finite(name, t)
+        if t.dim() == 0 or t.shape[-1] != grid.shape[0]:
+            raise ValueError(f"{name} must have last dimension {grid.shape[0]} (the grid), got {tuple(t.shape)}")
+    return trapezoid_kl(log_p, log_q, grid)
+
+
+def trapezoid_kl(log_p: Tensor, log_q: Tensor, grid: Tensor) -> Tensor:
+    """Unchecked :func:`quadrature_kl`: :math:`\\int p \\log(p/q)` by the trapezoidal rule on ``grid``, (..., M) -> (...)."""
+    return torch.trapezoid(torch.exp(log_p) * (log_p - log_q), x=grid, dim=-1)
+
+
+def lattice_kl(log_p: Tensor, log_q: Tensor, half_width: float, points_per_axis: int) -> Tensor:
+    """:math:`\\mathrm{KL}(p\\|q)` by the midpoint rule on the lattice of :func:`labcode.quadrature.latent_grid` (2-D).
+
+    Args:
+        log_p, log_q: (..., G*G) log-densities at the lattice nodes (broadcastable).
+        half_width, points_per_axis: the lattice.
+
+    Returns:
+        (...) the KL.
+    """
+    log_p, log_q = as_tensor("log_p", log_p), as_tensor("log_q", log_q)
+    n = points_per_axis ** 2
+    for name, t in (("log_p", log_p), ("log_q", log_q)):
+        if t.dim() == 0 or t.shape[-1] != n:
+            raise ValueError(f"{name} must have last dimension {n} (the lattice), got {tuple(t.shape)}")
+        check_finite(name, t)
+    _, cell = latent_grid(half_width, points_per_axis, 2)
+    return midpoint_kl(log_p, log_q, math.log(cell))
+
+
+def midpoint_kl(log_p: Tensor, log_q: Tensor, log_cell: float) -> Tensor:
+    """Midpoint rule for :math:`\\int p \\log(p/q)` on a lattice of cells of volume :math:`e^{\\texttt{log\\_cell}}`: (..., n) -> (...) (unchecked)."""
+    return (torch.exp(log_p + log_cell) * (log_p - log_q)).sum(-1)

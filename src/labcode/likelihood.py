@@ -1,4 +1,4 @@
-"""The intractable likelihood (Part 2, Task 2.1; chapter "The intractable likelihood").
+"""The intractable likelihood (Part 2, Task 2.1; chapters "The intractable likelihood", "Bayes' rule and its circularity", "Beyond the lab" and "Summary").
 
 The generative model is :math:`p(z) = \\mathcal N(0, I)` and
 :math:`p(x \\mid z) = \\mathcal N(x;\\ f_\\theta(z),\\ \\sigma_x^2 I)`. Its
@@ -9,12 +9,19 @@ estimated by simple Monte Carlo with prior samples,
 
 computed in log space as
 :math:`\\log \\hat p_K(x) = \\operatorname{logsumexp}_k \\log p(x\\mid z_k) - \\log K`.
+
+A *decoder* is either a model with a Gaussian decoder (:class:`GaussianDecoderModel`:
+``latent_dim``, ``decode``, ``noise_std``; the VAE and
+:class:`labcode.gaussian.LinearGaussianModel` are two) or, as in the lab, a bare
+network :math:`f_\\theta` whose first ``nn.Linear`` takes the latent code.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -26,11 +33,44 @@ from ._checks import (
     positive_scalar,
     randn,
 )
+from .gaussian import gaussian_log_density
 
-Decoder = Callable[[Tensor], Tensor]
+
+@runtime_checkable
+class GaussianDecoderModel(Protocol):
+    """A model :math:`p(z) = \\mathcal N(0, I_d)`, :math:`p(x \\mid z) = \\mathcal N(\\texttt{decode}(z),\\ \\sigma_x^2 I)`."""
+
+    latent_dim: int          #: :math:`d`
+
+    @property
+    def noise_std(self) -> Tensor | float:
+        """:math:`\\sigma_x > 0`."""
+
+    def decode(self, z: Tensor) -> Tensor:
+        """(n, d) -> (n, D) decoder means."""
+
+
+Decoder = Callable[[Tensor], Tensor] | GaussianDecoderModel
 
 #: entries of the (batch, chunk, data_dim) difference tensor held at once
 _CHUNK_ELEMENTS = 1 << 22
+
+
+def decoder_function(decoder: Decoder) -> Callable[[Tensor], Tensor]:
+    """The map :math:`z \\mapsto f(z)`: ``decoder.decode`` for a :class:`GaussianDecoderModel`, else the decoder itself."""
+    return decoder.decode if isinstance(decoder, GaussianDecoderModel) else decoder
+
+
+def latent_dim_of(decoder: Decoder) -> int:
+    """:math:`d`: a :class:`GaussianDecoderModel`'s ``latent_dim``, else (the lab's rule) the input size of the first ``nn.Linear``."""
+    if isinstance(decoder, GaussianDecoderModel):
+        return decoder.latent_dim
+    if isinstance(decoder, torch.nn.Module):
+        for module in decoder.modules():
+            if isinstance(module, torch.nn.Linear):
+                return module.in_features
+    raise TypeError("decoder must be a model with latent_dim, decode and noise_std, "
+                    "or an nn.Module with an nn.Linear input layer")
 
 
 def sample_prior(n_samples: int, latent_dim: int, *, generator: torch.Generator | None = None,
@@ -43,22 +83,6 @@ def sample_prior(n_samples: int, latent_dim: int, *, generator: torch.Generator 
     check_positive_int("n_samples", n_samples)
     check_positive_int("latent_dim", latent_dim)
     return randn((n_samples, latent_dim), generator=generator, device=device)
-
-
-def gaussian_log_density(x: Tensor, mean: Tensor, noise_std: Tensor | float) -> Tensor:
-    """:math:`\\log \\mathcal N(x;\\ \\text{mean},\\ \\sigma_x^2 I)`, summed over the last dim.
-
-    ``x`` and ``mean`` broadcast against each other; ``noise_std`` is a
-    positive scalar. Used by the estimators below; no argument checks.
-    """
-    d = x.shape[-1]
-    var = torch.as_tensor(noise_std, dtype=x.dtype, device=x.device) ** 2
-    sq = ((x - mean) ** 2).sum(dim=-1)
-    return -0.5 * (sq / var + d * torch.log(2 * math.pi * var))
-
-
-def _check_noise_std(noise_std: Tensor | float, like: Tensor) -> Tensor:
-    return positive_scalar("noise_std", noise_std, like)
 
 
 def log_likelihood_given_z(decoder: Decoder, x: Tensor, z: Tensor,
@@ -80,8 +104,9 @@ def log_likelihood_given_z(decoder: Decoder, x: Tensor, z: Tensor,
     check_finite("z", z)
     if x.shape[0] != z.shape[0]:
         raise ValueError(f"x and z must have the same number of rows, got {x.shape[0]} and {z.shape[0]}")
-    sigma = _check_noise_std(noise_std, x)
-    return gaussian_log_density(x, decoder(z), sigma)
+    sigma = positive_scalar("noise_std", noise_std, x)
+    return gaussian_log_density(x, decoder_function(decoder)(z), sigma)
+
 
 
 def likelihood_given_z(decoder: Decoder, x: Tensor, z: Tensor, noise_std: Tensor | float) -> Tensor:
@@ -92,9 +117,11 @@ def likelihood_given_z(decoder: Decoder, x: Tensor, z: Tensor, noise_std: Tensor
     return log_likelihood_given_z(decoder, x, z, noise_std).exp()
 
 
+
 def log_likelihood_matrix(decoder: Decoder, x: Tensor, z: Tensor, noise_std: Tensor | float) -> Tensor:
     """:math:`\\log p(x_i \\mid z_k)` for every pair: x (batch, D), z (K, d) -> (batch, K)."""
-    return gaussian_log_density(x[:, None, :], decoder(z)[None, :, :], noise_std)
+    return gaussian_log_density(x[:, None, :], decoder_function(decoder)(z)[None, :, :], noise_std)
+
 
 
 def log_marginal_likelihood_mc(decoder: Decoder, x: Tensor, n_samples: int,
@@ -105,9 +132,8 @@ def log_marginal_likelihood_mc(decoder: Decoder, x: Tensor, n_samples: int,
     The same prior samples :math:`z_1..z_K \\sim \\mathcal N(0, I)` serve
     every row of ``x``. Samples are drawn and decoded in chunks, each
     chunk's log-sum-exp is kept, and the chunks are combined by one more
-    log-sum-exp, so memory stays bounded for :math:`K = 10^6`. The decoder's
-    latent size is read from its first ``nn.Linear`` (or pass a module with a
-    ``latent_dim`` attribute). Runs under ``torch.no_grad()``.
+    log-sum-exp, so memory stays bounded for :math:`K = 10^6`. The latent size
+    is :func:`latent_dim_of` the decoder. Runs under ``torch.no_grad()``.
 
     Args:
         decoder: :math:`f_\\theta` (an ``nn.Module``).
@@ -122,10 +148,11 @@ def log_marginal_likelihood_mc(decoder: Decoder, x: Tensor, n_samples: int,
     check_matrix("x", x)
     check_finite("x", x)
     check_positive_int("n_samples", n_samples)
-    sigma = _check_noise_std(noise_std, x)
+    sigma = positive_scalar("noise_std", noise_std, x)
     with torch.no_grad():
         parts = [torch.logsumexp(block, dim=1) for block in _prior_log_weight_blocks(decoder, x, n_samples, sigma, generator)]
         return torch.logsumexp(torch.stack(parts, dim=1), dim=1) - math.log(n_samples)
+
 
 
 def _prior_log_weight_blocks(decoder: Decoder, x: Tensor, n_samples: int, sigma: Tensor,
@@ -135,10 +162,11 @@ def _prior_log_weight_blocks(decoder: Decoder, x: Tensor, n_samples: int, sigma:
     All K prior samples are drawn at once (8 MB at K = 10^6), so the result does not depend on
     the chunk size or on the other rows of x; only the decoding is chunked, to bound memory.
     """
-    z = sample_prior(n_samples, _latent_dim(decoder), generator=generator, device=x.device).to(x.dtype)
+    z = sample_prior(n_samples, latent_dim_of(decoder), generator=generator, device=x.device).to(x.dtype)
     chunk = max(1, min(n_samples, _CHUNK_ELEMENTS // max(1, x.shape[0] * x.shape[1])))
     for start in range(0, n_samples, chunk):
         yield log_likelihood_matrix(decoder, x, z[start:start + chunk], sigma)
+
 
 
 def approximate_marginal_likelihood(decoder: Decoder, x: Tensor, n_samples: int,
@@ -150,6 +178,7 @@ def approximate_marginal_likelihood(decoder: Decoder, x: Tensor, n_samples: int,
     works with the log.
     """
     return log_marginal_likelihood_mc(decoder, x, n_samples, noise_std, generator=generator).exp()
+
 
 
 def mean_likelihood_mc(decoder: Decoder, x: Tensor, n_samples: int, noise_std: Tensor | float, *,
@@ -176,36 +205,67 @@ def mean_likelihood_mc(decoder: Decoder, x: Tensor, n_samples: int, noise_std: T
     check_matrix("x", x)
     check_finite("x", x)
     check_positive_int("n_samples", n_samples)
-    sigma = _check_noise_std(noise_std, x)
+    sigma = positive_scalar("noise_std", noise_std, x)
     with torch.no_grad():
         blocks = _prior_log_weight_blocks(decoder, x, n_samples, sigma, generator)
         return sum(block.exp().sum(dim=1) for block in blocks) / n_samples
 
 
-def effective_sample_size(log_weights: Tensor, dim: int = -1) -> Tensor:
-    """Kish's effective sample size :math:`(\\sum_k w_k)^2 / \\sum_k w_k^2` from log-weights.
+def prior_log_weights(decoder: Decoder, x: Tensor, n_samples: int, noise_std: Tensor | float, *,
+                      generator: torch.Generator | None = None) -> Tensor:
+    """Log-weights :math:`\\log w_{ik} = \\log p(x_i \\mid z_k)` of the prior-sampling estimator.
 
-    Computed as :math:`\\exp(2\\,\\mathrm{lse}(\\log w) - \\mathrm{lse}(2\\log w))`.
-    It lies in :math:`[1, K]`; for the prior-sampling estimator the weights
-    are :math:`w_k = p(x \\mid z_k)`.
+    Draws :math:`z_1, \\dots, z_K \\sim p(z) = \\mathcal N(0, I)` (shared by
+    all rows of ``x``) and decodes them in chunks under ``torch.no_grad()``.
+    The latent size is :func:`latent_dim_of` the decoder.
 
     Args:
-        log_weights: (..., K) log-weights (``-inf`` allowed, not all of them).
+        decoder: :math:`f_\\theta` (an ``nn.Module``).
+        x: (batch, data_dim) points.
+        n_samples: :math:`K > 0`.
+        noise_std: :math:`\\sigma_x > 0`.
+        generator: source of the prior samples.
 
     Returns:
-        (...) effective sample sizes.
+        (batch, n_samples) log-weights, on the device and in the dtype of ``x``.
     """
-    if torch.isnan(log_weights).any():
-        raise ValueError("log_weights must not contain NaN")
-    return torch.exp(2 * torch.logsumexp(log_weights, dim=dim) - torch.logsumexp(2 * log_weights, dim=dim))
+    check_matrix("x", x)
+    check_finite("x", x)
+    check_positive_int("n_samples", n_samples)
+    sigma = positive_scalar("noise_std", noise_std, x)
+    with torch.no_grad():
+        return torch.cat(list(_prior_log_weight_blocks(decoder, x, n_samples, sigma, generator)), dim=1)
 
 
-def _latent_dim(decoder: Decoder) -> int:
-    latent_dim = getattr(decoder, "latent_dim", None)
-    if isinstance(latent_dim, int):
-        return latent_dim
-    if isinstance(decoder, torch.nn.Module):
-        for module in decoder.modules():
-            if isinstance(module, torch.nn.Linear):
-                return module.in_features
-    raise TypeError("decoder must be an nn.Module with an nn.Linear input layer or a latent_dim attribute")
+
+def time_log_marginal(decoder: Decoder, x: Tensor, sample_sizes: Sequence[int], noise_std: Tensor | float, *,
+                      repeats: int = 3, generator: torch.Generator | None = None) -> list[float]:
+    """Wall-clock seconds of one :func:`log_marginal_likelihood_mc` call per :math:`K`.
+
+    Each :math:`K` is timed ``repeats`` times with ``time.perf_counter``
+    (waiting for the GPU where ``x`` lives on one) and the fastest run is
+    kept. Timings depend on the machine and its load.
+
+    Returns:
+        one time in seconds per entry of ``sample_sizes``.
+    """
+    check_positive_int("repeats", repeats)
+    for k in sample_sizes:
+        check_positive_int("sample_sizes[i]", k)
+
+    def sync() -> None:
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+
+    log_marginal_likelihood_mc(decoder, x, 1, noise_std, generator=generator)   # warm-up
+    times = []
+    for k in sample_sizes:
+        best = math.inf
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            log_marginal_likelihood_mc(decoder, x, k, noise_std, generator=generator)
+            sync()
+            best = min(best, time.perf_counter() - start)
+        times.append(best)
+    return times

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from ._checks import check_finite, check_matrix, check_positive_int, check_same_shape, randn
-from .elbo import _elbo_terms, kl_regularization, reconstruction_loss
+from .elbo import elbo_terms, kl_regularization, reconstruction_loss
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,6 @@ class VAE(nn.Module):
         """z: (batch, latent_dim) -> decoder means :math:`f_\\theta(z)`, (batch, data_dim)."""
         return self.decoder(z)
 
-    def forward(self, z: Tensor) -> Tensor:
-        """Same as :meth:`decode`, so the model itself is a decoder for :mod:`labcode.likelihood`."""
-        return self.decode(z)
-
     def compute_elbo(self, x: Tensor, *, generator: torch.Generator | None = None,
                      eps: Tensor | None = None) -> dict[str, Tensor]:
         """One-sample ELBO per point: :math:`\\log p_\\theta(x\\mid z) - \\mathrm{KL}(q_\\phi(z\\mid x)\\|p(z))`, :math:`z = \\mu + \\sigma\\varepsilon`.
@@ -108,7 +104,7 @@ class VAE(nn.Module):
         else:
             check_same_shape("eps", eps, "mu", mu)
             check_finite("eps", eps)
-        return _elbo_terms(x, mu, logvar, eps, self.decoder, self.decoder_logvar)
+        return elbo_terms(x, mu, logvar, eps, self.decoder, self.decoder_logvar)
 
 
 def _objective(template: VAE, params: dict[str, Tensor], x: Tensor, eps: Tensor, beta: Tensor) -> Tensor:
@@ -117,7 +113,7 @@ def _objective(template: VAE, params: dict[str, Tensor], x: Tensor, eps: Tensor,
         return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
 
     mu, logvar = functional_call(template.encoder, sub("encoder."), (x,)).chunk(2, dim=-1)
-    out = _elbo_terms(x, mu, logvar, eps, lambda z: functional_call(template.decoder, sub("decoder."), (z,)),
+    out = elbo_terms(x, mu, logvar, eps, lambda z: functional_call(template.decoder, sub("decoder."), (z,)),
                       params["decoder_logvar"])
     recon, kl = out["reconstruction"].mean(), out["kl_divergence"].mean()
     return torch.stack([recon, kl, -(recon - beta * kl)])

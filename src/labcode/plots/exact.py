@@ -12,18 +12,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 from torch import Tensor
 
-from ..estimators import SpreadStudy
-from ..exact import GaussianFit2D
-from .style import COLORS, SEQUENCE, new_figure, panel_label, styled
+from ..fits import GaussianFit2D
+from ..importance import SpreadStudy
+from .style import COLORS, POINT_COLORS, SEQUENCE, new_figure, panel_label, styled, to_numpy
 
 #: one colour per chosen point (near, middle, far), as in the chapter "The intractable likelihood"
-POINT_COLORS = [SEQUENCE[3], SEQUENCE[2], SEQUENCE[0]]
-
-
-def _np(t: Tensor | Sequence[float]) -> np.ndarray:
-    if isinstance(t, Tensor):
-        return t.detach().cpu().double().numpy()
-    return np.asarray(t, dtype=float)
 
 
 def _check_len(name: str, values: Sequence, n: int) -> None:
@@ -41,7 +34,7 @@ def plot_identity(log_evidence: Tensor, elbo: Tensor, discrepancy: Tensor, error
         if t.shape != (n,):
             raise ValueError(f"{name} must have shape ({n},), got {tuple(t.shape)}")
     index = np.arange(n)
-    log_p, lower = _np(log_evidence), _np(elbo)
+    log_p, lower = to_numpy(log_evidence), to_numpy(elbo)
     fig, (ax_a, ax_b) = new_figure(2, 1, width=6.4, height=5.4, sharex=True)
     ax_a.fill_between(index, lower, log_p, color=COLORS["kl"], alpha=0.35, lw=0,
                       label=r"gap $\mathrm{KL}(q \,\|\, p(z \mid x))$")
@@ -50,9 +43,9 @@ def plot_identity(log_evidence: Tensor, elbo: Tensor, discrepancy: Tensor, error
     ax_a.set_ylabel("nats")
     ax_a.legend(loc="lower left", ncol=3)
     floor = np.finfo(float).tiny
-    ax_b.semilogy(index, np.maximum(np.abs(_np(discrepancy)), floor), ".", ms=2.5, color=COLORS["q"],
+    ax_b.semilogy(index, np.maximum(np.abs(to_numpy(discrepancy)), floor), ".", ms=2.5, color=COLORS["q"],
                   label=r"$|\mathrm{ELBO} + \mathrm{KL} - \log p(x)|$")
-    ax_b.semilogy(index, np.maximum(_np(error_estimate), floor), ".", ms=2.5, color=COLORS["muted"],
+    ax_b.semilogy(index, np.maximum(to_numpy(error_estimate), floor), ".", ms=2.5, color=COLORS["muted"],
                   label=r"error estimate of $\log p(x)$")
     ax_b.set_xlabel("index of the data point along the spiral")
     ax_b.set_ylabel("nats")
@@ -88,8 +81,8 @@ def plot_posterior_vs_q(axes: Sequence[tuple[Tensor, Tensor]], log_posteriors: S
     fig, panels = new_figure(1, n, width=8.8, height=3.5)
     panels = np.atleast_1d(panels)
     for i, ax in enumerate(panels):
-        z1, z2 = _np(axes[i][0]), _np(axes[i][1])
-        log_post = _np(log_posteriors[i])
+        z1, z2 = to_numpy(axes[i][0]), to_numpy(axes[i][1])
+        log_post = to_numpy(log_posteriors[i])
         if log_post.shape != (z1.size, z2.size):
             raise ValueError(f"log_posteriors[{i}] must have shape ({z1.size}, {z2.size}), got {log_post.shape}")
         peak = log_post.max()
@@ -97,7 +90,7 @@ def plot_posterior_vs_q(axes: Sequence[tuple[Tensor, Tensor]], log_posteriors: S
         shades = [to_rgba(colour, alpha) for alpha in (0.12, 0.3, 0.55)]
         ax.contourf(z1, z2, log_post.T, levels=[peak - 4.5, peak - 2.0, peak - 0.5, peak + 1e-9], colors=shades)
         ax.contour(z1, z2, log_post.T, levels=[peak - 2.0, peak - 0.5], colors=[colour], linewidths=1.2)
-        _ellipse_levels(ax, _np(q_mean[i]), _np(q_std[i]), COLORS["data"])
+        _ellipse_levels(ax, to_numpy(q_mean[i]), to_numpy(q_std[i]), COLORS["data"])
         ax.set_xlim(z1[0], z1[-1])
         ax.set_ylim(z2[0], z2[-1])
         ax.set_aspect("equal")
@@ -132,7 +125,7 @@ def plot_estimators(prior: SpreadStudy, proposal: SpreadStudy, log_evidence: Ten
     two standard errors. (b) Median effective sample size over :math:`K` against :math:`K`, with
     :math:`1/C` for prior sampling (dotted).
 
-    ``prior`` and ``proposal`` come from :func:`labcode.estimators.estimator_spread` on the same sizes;
+    ``prior`` and ``proposal`` come from :func:`labcode.importance.estimator_spread` on the same sizes;
     ``log_evidence``, ``elbo_gap`` and ``log_c_prior`` are (n,) exact values.
     """
     n = len(labels)
@@ -142,16 +135,16 @@ def plot_estimators(prior: SpreadStudy, proposal: SpreadStudy, log_evidence: Ten
         if t.shape != (n,):
             raise ValueError(f"{name} must have shape ({n},), got {tuple(t.shape)}")
     sizes = np.asarray(prior.sample_sizes, dtype=float)
-    log_p = _np(log_evidence)
-    c_prior = np.exp(_np(log_c_prior))
+    log_p = to_numpy(log_evidence)
+    c_prior = np.exp(to_numpy(log_c_prior))
     fig, (ax_a, ax_b) = new_figure(1, 2, width=8.8, height=3.8)
     for i, label in enumerate(labels):
         colour = POINT_COLORS[i % len(POINT_COLORS)]
         for study, style, marker in ((prior, "--", "s"), (proposal, "-", "o")):
-            bias = log_p[i] - _np(study.log_estimate_mean[i])
-            stderr = _np(study.log_estimate_std[i]) / np.sqrt(np.asarray(study.repeats, dtype=float))
+            bias = log_p[i] - to_numpy(study.log_estimate_mean[i])
+            stderr = to_numpy(study.log_estimate_std[i]) / np.sqrt(np.asarray(study.repeats, dtype=float))
             _bias_curve(ax_a, sizes, bias, stderr, colour, style, marker)
-            ax_b.loglog(sizes, _np(study.ess_quantiles[i, :, 1]) / sizes, style, color=colour, marker=marker, ms=4)
+            ax_b.loglog(sizes, to_numpy(study.ess_quantiles[i, :, 1]) / sizes, style, color=colour, marker=marker, ms=4)
         ax_a.loglog(sizes, (c_prior[i] - 1) / (2 * sizes), ":", color=colour, lw=1.0)
         ax_a.plot([1.0], [float(elbo_gap[i])], "*", color=colour, ms=11, mec="white", mew=0.6)
         ax_b.axhline(1 / c_prior[i], color=colour, ls=":", lw=1.0)
@@ -188,12 +181,12 @@ def plot_noise_scaling(factors: Sequence[float], log_c_prior: Tensor, sampled_es
     if log_c_box.shape != (n, len(half_widths)):
         raise ValueError(f"log_c_box must have shape ({n}, {len(half_widths)}), got {tuple(log_c_box.shape)}")
     fig, (ax_a, ax_b) = new_figure(1, 2, width=8.8, height=3.6)
-    ratio = np.exp(-_np(log_c_prior))
+    ratio = np.exp(-to_numpy(log_c_prior))
     for i, label in enumerate(labels):
         colour = POINT_COLORS[i % len(POINT_COLORS)]
         ax_a.loglog(f, ratio[:, i], "-", color=colour, label=label)
-        ax_a.loglog(f, _np(sampled_ess_ratio[:, i]), "o", mfc="none", color=colour, ms=5)
-        ax_b.plot(np.asarray(half_widths, dtype=float), _np(log_c_box[i]), "-o", color=colour, ms=4, label=label)
+        ax_a.loglog(f, to_numpy(sampled_ess_ratio[:, i]), "o", mfc="none", color=colour, ms=5)
+        ax_b.plot(np.asarray(half_widths, dtype=float), to_numpy(log_c_box[i]), "-o", color=colour, ms=4, label=label)
     anchor = ratio[0].min() * 0.5
     ax_a.loglog(f, anchor * (f / f[0]) ** latent_dim, color=COLORS["muted"], ls="--", lw=1.0,
                 label=rf"$\propto \sigma^{{{latent_dim}}}$")
@@ -241,24 +234,24 @@ def plot_mode_fits_2d(axis: Tensor, log_target: Tensor, forward: GaussianFit2D, 
     ``log_target`` is (G, G) on ``axis`` x ``axis`` (first index = first coordinate); likewise ``log_target_corr``.
     """
     fig, (ax_a, ax_b) = new_figure(1, 2, width=8.8, height=4.2)
-    _target_panel(ax_a, _np(axis), _np(log_target))
-    _gaussian_ellipse(ax_a, _np(forward.mean[0]), _np(forward.cov[0]), COLORS["q"], "-", r"forward: min $\mathrm{KL}(p\|q)$")
+    _target_panel(ax_a, to_numpy(axis), to_numpy(log_target))
+    _gaussian_ellipse(ax_a, to_numpy(forward.mean[0]), to_numpy(forward.cov[0]), COLORS["q"], "-", r"forward: min $\mathrm{KL}(p\|q)$")
     for j in range(reverse.mean.shape[0]):
         colour = SEQUENCE[(2 + j) % len(SEQUENCE)]
-        path = _np(reverse.path[:, j])
+        path = to_numpy(reverse.path[:, j])
         ax_a.plot(path[:, 0], path[:, 1], color=colour, lw=1.0, alpha=0.9)
         ax_a.plot(path[0, 0], path[0, 1], "o", color=colour, ms=4)
-        _gaussian_ellipse(ax_a, _np(reverse.mean[j]), _np(reverse.cov[j]), colour, "--",
+        _gaussian_ellipse(ax_a, to_numpy(reverse.mean[j]), to_numpy(reverse.cov[j]), colour, "--",
                           rf"reverse, start {j + 1}")
     ax_a.set_ylabel("$z_2$")
     ax_a.legend(loc="upper left", fontsize=7.5)
-    _target_panel(ax_b, _np(axis_corr), _np(log_target_corr))
-    _gaussian_ellipse(ax_b, _np(forward_diag.mean[0]), _np(forward_diag.cov[0]), COLORS["q"], "-",
+    _target_panel(ax_b, to_numpy(axis_corr), to_numpy(log_target_corr))
+    _gaussian_ellipse(ax_b, to_numpy(forward_diag.mean[0]), to_numpy(forward_diag.cov[0]), COLORS["q"], "-",
                       r"diagonal, min $\mathrm{KL}(p\|q)$")
-    _gaussian_ellipse(ax_b, _np(reverse_diag.mean[0]), _np(reverse_diag.cov[0]), COLORS["reconstruction"], "--",
+    _gaussian_ellipse(ax_b, to_numpy(reverse_diag.mean[0]), to_numpy(reverse_diag.cov[0]), COLORS["reconstruction"], "--",
                       r"diagonal, min $\mathrm{KL}(q\|p)$")
     ax_b.legend(loc="upper left", fontsize=7.5)
-    for ax, a in ((ax_a, _np(axis)), (ax_b, _np(axis_corr))):
+    for ax, a in ((ax_a, to_numpy(axis)), (ax_b, to_numpy(axis_corr))):
         ax.set_xlim(a[0], a[-1])
         ax.set_ylim(a[0], a[-1])
     panel_label(ax_a, "(a)")
@@ -313,7 +306,7 @@ def plot_prior_matching(n_steps: Sequence[int], noise_ends: Sequence[float], kl:
     t = np.asarray(n_steps, dtype=float)
     fig, ax = new_figure(1, 1, width=6.4, height=3.8)
     for k, noise_end in enumerate(noise_ends):
-        ax.loglog(t, np.maximum(_np(kl[k]), np.finfo(float).tiny), "-o", ms=3.5, color=SEQUENCE[k % len(SEQUENCE)],
+        ax.loglog(t, np.maximum(to_numpy(kl[k]), np.finfo(float).tiny), "-o", ms=3.5, color=SEQUENCE[k % len(SEQUENCE)],
                   label=rf"$1 - \alpha_T = {noise_end:g}$")
     ax.set_xlabel("number of steps $T$")
     ax.set_ylabel("prior-matching term (nats)")

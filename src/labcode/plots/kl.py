@@ -10,16 +10,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ..divergences import GaussianFit, MonteCarloCurve
-from .style import COLORS, SEQUENCE, new_figure, panel_label, styled
-
-
-def _np(t: Tensor) -> np.ndarray:
-    return t.detach().cpu().double().numpy()
+from ..fits import GaussianFit
+from ..kl import MonteCarloCurve
+from .style import COLORS, SEQUENCE, new_figure, panel_label, styled, to_numpy
 
 
 def _mc_panel(ax: Axes, curve: MonteCarloCurve, exact: float, colour: str, label: str) -> None:
-    n, est, se = _np(curve.n), _np(curve.estimate), _np(curve.stderr)
+    n, est, se = to_numpy(curve.n), to_numpy(curve.estimate), to_numpy(curve.stderr)
     ax.fill_between(n, est - 2 * se, est + 2 * se, color=colour, alpha=0.25, lw=0, label="± 2 standard errors")
     ax.plot(n, est, color=colour, label="Monte Carlo estimate")
     ax.axhline(exact, color=COLORS["exact"], ls="--", lw=1.2, label="closed form")
@@ -59,7 +56,7 @@ def plot_kl_asymmetry(grid: Tensor, log_p: Tensor, log_q: Tensor, ratio_under_p:
         ratio_under_q: (N,) :math:`\\log q(x_i) - \\log p(x_i)`, :math:`x_i \\sim q`.
         kl_pq, kl_qp: the exact KLs, written into panels (b) and (c).
     """
-    x, lp, lq = _np(grid), _np(log_p), _np(log_q)
+    x, lp, lq = to_numpy(grid), to_numpy(log_p), to_numpy(log_q)
     p, q = np.exp(lp), np.exp(lq)
     fig, axes = new_figure(2, 2, height=5.4)
     (ax_d, ax_pq), (ax_qp, ax_mc) = axes
@@ -83,7 +80,7 @@ def plot_kl_asymmetry(grid: Tensor, log_p: Tensor, log_q: Tensor, ratio_under_p:
         ax.set_ylabel(name)
         ax.text(0.03, 0.93, f"area = {value:.3f}", transform=ax.transAxes, ha="left", va="top")
 
-    r_p, r_q = _np(ratio_under_p), _np(ratio_under_q)
+    r_p, r_q = to_numpy(ratio_under_p), to_numpy(ratio_under_q)
     hi = float(np.quantile(np.concatenate([r_p, r_q]), 0.995))
     lo = float(min(r_p.min(), r_q.min()))
     bins = np.linspace(lo, hi, 80)
@@ -118,10 +115,10 @@ def plot_mode_fits(grid: Tensor, log_p: Tensor, forward: GaussianFit, reverse: G
 
     Args:
         grid: (M,) points; log_p: (M,) target log-density.
-        forward, reverse: fits from :func:`labcode.divergences.fit_gaussian_kl`.
+        forward, reverse: fits from :func:`labcode.fits.fit_gaussian_kl`.
         mus: (A,), log_sigmas: (B,) the landscape axes; forward_landscape, reverse_landscape: (B, A).
     """
-    x, lp = _np(grid), _np(log_p)
+    x, lp = to_numpy(grid), to_numpy(log_p)
     fig, axes = new_figure(2, 2, height=5.6)
     (ax_d, ax_f), (ax_r, ax_x) = axes
     fwd_colour = COLORS["q"]
@@ -130,7 +127,7 @@ def plot_mode_fits(grid: Tensor, log_p: Tensor, forward: GaussianFit, reverse: G
         raise ValueError(f"at most {len(rev_styles)} reverse fits can be drawn, got {len(reverse.mu)}")
     x_lim = (max(x[0], -6.0), min(x[-1], 6.0))
 
-    log_qf, log_qr = _np(forward.log_prob(grid))[0], _np(reverse.log_prob(grid))
+    log_qf, log_qr = to_numpy(forward.log_prob(grid))[0], to_numpy(reverse.log_prob(grid))
     ax_d.fill_between(x, 0, np.exp(lp), color=COLORS["p"], alpha=0.25, lw=0, label="target $p$")
     ax_d.plot(x, np.exp(log_qf), color=fwd_colour, label="forward fit")
     for j in range(len(reverse.mu)):
@@ -142,14 +139,14 @@ def plot_mode_fits(grid: Tensor, log_p: Tensor, forward: GaussianFit, reverse: G
     ax_d.set_ylabel("density")
     ax_d.legend(loc="upper center", fontsize=7, ncols=3, columnspacing=0.8, handlelength=1.5, borderaxespad=0.2)
 
-    m_axis, s_axis = _np(mus), np.exp(_np(log_sigmas))
+    m_axis, s_axis = to_numpy(mus), np.exp(to_numpy(log_sigmas))
     for ax, landscape, fit, styles in ((ax_f, forward_landscape, forward, [(fwd_colour, "-")]),
                                        (ax_r, reverse_landscape, reverse, rev_styles)):
-        z = _np(landscape)
+        z = to_numpy(landscape)
         levels = np.quantile(z, np.linspace(0, 0.9, 14)) if z.min() < z.max() else 10
         ax.contourf(m_axis, s_axis, z, levels=levels, cmap="Greys_r", alpha=0.75, extend="max")
         ax.contour(m_axis, s_axis, z, levels=levels, colors="white", linewidths=0.4)
-        path = _np(fit.path)
+        path = to_numpy(fit.path)
         for j in range(path.shape[1]):
             colour, ls = styles[j]
             ax.plot(path[:, j, 0], np.exp(path[:, j, 1]), color=colour, ls=ls, lw=1.4)

@@ -10,15 +10,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-from ..estimators import SpreadStudy
-from .style import COLORS, MARKER_SIZE, SEQUENCE, new_figure, panel_label, styled
+from ..importance import SpreadStudy
+from .style import COLORS, MARKER_SIZE, POINT_COLORS, new_figure, panel_label, styled, to_numpy
 
 #: one colour per chosen point (near, middle, far)
-POINT_COLORS = [SEQUENCE[3], SEQUENCE[2], SEQUENCE[0]]
-
-
-def _np(t: Tensor) -> np.ndarray:
-    return t.detach().cpu().double().numpy()
 
 
 def _check_labels(labels: Sequence[str], n: int, what: str) -> None:
@@ -40,7 +35,7 @@ def plot_chosen_points(data: Tensor, indices: Sequence[int], labels: Sequence[st
     _check_labels(labels, len(indices), "chosen point")
     if log_posterior.shape[0] != len(indices):
         raise ValueError(f"log_posterior must have one grid per chosen point, got shape {tuple(log_posterior.shape)}")
-    data, z, grid = _np(data), _np(prior_samples), _np(axis)
+    data, z, grid = to_numpy(data), to_numpy(prior_samples), to_numpy(axis)
     fig, (ax_x, ax_z) = new_figure(1, 2, width=8.4, height=4.0)
     ax_x.scatter(data[:, 0], data[:, 1], s=MARKER_SIZE * 0.6, color=COLORS["muted"], alpha=0.5, linewidths=0)
     ax_z.scatter(z[:, 0], z[:, 1], s=MARKER_SIZE * 0.3, color=COLORS["muted"], alpha=0.4, linewidths=0,
@@ -49,7 +44,7 @@ def plot_chosen_points(data: Tensor, indices: Sequence[int], labels: Sequence[st
         colour = POINT_COLORS[i % len(POINT_COLORS)]
         ax_x.scatter(data[index, 0], data[index, 1], s=MARKER_SIZE * 6, color=colour, edgecolors="white",
                      linewidths=1.0, zorder=3, label=f"{label} (index {index})")
-        log_post = _np(log_posterior[i])
+        log_post = to_numpy(log_posterior[i])
         peak = log_post.max()
         ax_z.contour(grid, grid, log_post.T, levels=[peak - 2.0, peak - 0.5], colors=[colour], linewidths=1.4)
         ax_z.plot([], [], color=colour, label=f"posterior, {label}")
@@ -81,8 +76,8 @@ def plot_estimator_spread(study: SpreadStudy, reference: Tensor, labels: Sequenc
     if reference.shape != (n_points,):
         raise ValueError(f"reference must have shape ({n_points},), got {tuple(reference.shape)}")
     sizes = np.asarray(study.sample_sizes, dtype=float)
-    err_q = _np(study.log_estimate_quantiles) - _np(reference)[:, None, None]
-    err_mean = _np(study.log_estimate_mean) - _np(reference)[:, None]
+    err_q = to_numpy(study.log_estimate_quantiles) - to_numpy(reference)[:, None, None]
+    err_mean = to_numpy(study.log_estimate_mean) - to_numpy(reference)[:, None]
     lo, hi = study.probs[0], study.probs[-1]
     fig, axes = new_figure(1, n_points, width=8.8, height=3.4, sharey=True, squeeze=False)
     for i, (ax, label) in enumerate(zip(axes[0], labels, strict=True)):
@@ -116,7 +111,7 @@ def plot_ess_and_cost(study: SpreadStudy, log_moment_ratio: Tensor, seconds: Seq
     if len(seconds) != len(timed):
         raise ValueError(f"seconds must hold one time per timed K ({len(timed)}), got {len(seconds)}")
     sizes = np.asarray(study.sample_sizes, dtype=float)
-    ess_q, constants = _np(study.ess_quantiles), np.exp(_np(log_moment_ratio))
+    ess_q, constants = to_numpy(study.ess_quantiles), np.exp(to_numpy(log_moment_ratio))
     fig, (ax_ess, ax_t) = new_figure(1, 2, width=8.4, height=3.6)
     ax_ess.plot(sizes, sizes, color=COLORS["exact"], lw=0.8, ls=":", label="ESS = K")
     for i, label in enumerate(labels):
@@ -160,16 +155,16 @@ def plot_grid_posterior(axis: Tensor, log_joint: Tensor, log_posterior_exact: Te
     for name, t in (("log_joint", log_joint), ("log_posterior_exact", log_posterior_exact), ("log_prior", log_prior)):
         if t.shape != (g, g):
             raise ValueError(f"{name} must have shape ({g}, {g}), got {tuple(t.shape)}")
-    grid = _np(axis)
+    grid = to_numpy(axis)
     step = grid[1] - grid[0]
-    joint = np.exp(_np(log_joint)).T
+    joint = np.exp(to_numpy(log_joint)).T
     posterior_grid = joint / (joint.sum() * step ** 2)
-    exact = np.exp(_np(log_posterior_exact)).T
+    exact = np.exp(to_numpy(log_posterior_exact)).T
     fig, (ax_a, ax_b) = new_figure(1, 2, width=8.8, height=4.0)
     # the lowest level is 1% of the maximum, so the region of negligible density stays blank
     filled = ax_a.contourf(grid, grid, joint, levels=joint.max() * np.array([0.01, *np.linspace(0, 1, 9)[1:-1]]),
                            cmap="viridis", extend="max")
-    ax_a.contour(grid, grid, np.exp(_np(log_prior)).T, levels=4, colors=[COLORS["muted"]], linestyles="--",
+    ax_a.contour(grid, grid, np.exp(to_numpy(log_prior)).T, levels=4, colors=[COLORS["muted"]], linestyles="--",
                  linewidths=1.0)
     ax_a.plot([], [], color=COLORS["muted"], ls="--", lw=1.0, label="prior $p(z)$")
     fig.colorbar(filled, ax=ax_a, label=r"$p(x \mid z)\,p(z)$", shrink=0.85, format="%.1e")

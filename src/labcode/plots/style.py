@@ -9,7 +9,7 @@ displays and myst-nb glues.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
@@ -17,6 +17,7 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from torch import Tensor
 
 #: colour-blind-safe palette (Okabe & Ito), by meaning
 COLORS = {
@@ -33,6 +34,8 @@ COLORS = {
 }
 #: one colour per β of the lab's sweep, in sweep order
 SEQUENCE = ["#D55E00", "#E69F00", "#009E73", "#0072B2", "#CC79A7", "#56B4E9", "#3a3a3a"]
+#: one colour per highlighted data point (the chapters' three chosen points), in order
+POINT_COLORS = [SEQUENCE[3], SEQUENCE[2], SEQUENCE[0]]
 
 LINE_WIDTH = 1.8
 MARKER_SIZE = 14          # scatter marker area, points^2
@@ -100,3 +103,10 @@ def blank(ax: Axes) -> None:
     ax.set_axis_off()
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
+
+
+def to_numpy(t: Tensor | Sequence[float]) -> np.ndarray:
+    """A tensor (detached, on the CPU, in float64) or a sequence of numbers as a float NumPy array, for matplotlib."""
+    if isinstance(t, Tensor):
+        return t.detach().cpu().double().numpy()
+    return np.asarray(t, dtype=float)

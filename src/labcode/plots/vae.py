@@ -18,13 +18,7 @@ from matplotlib.ticker import NullFormatter, NullLocator, ScalarFormatter
 from torch import Tensor
 
 from ..gradients import GradientEstimates
-from .style import COLORS, MARKER_SIZE, SEQUENCE, new_figure, panel_label, styled
-
-
-def _np(t: Tensor | Sequence[float]) -> np.ndarray:
-    if isinstance(t, Tensor):
-        return t.detach().cpu().double().numpy()
-    return np.asarray(t, dtype=float)
+from .style import COLORS, MARKER_SIZE, SEQUENCE, new_figure, panel_label, styled, to_numpy
 
 
 def _running_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -43,7 +37,7 @@ def _check_window(window: int) -> None:
 
 def _spiral_scatter(ax: Axes, points: Tensor, *, size: float = MARKER_SIZE, alpha: float = 0.85, **kw):
     """Points (N, 2) coloured by their index along the spiral (the data order)."""
-    p = _np(points)
+    p = to_numpy(points)
     return ax.scatter(p[:, 0], p[:, 1], c=np.arange(len(p)), cmap="viridis", s=size, alpha=alpha,
                       linewidths=0, **kw)
 
@@ -77,13 +71,13 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], *, window: int 
             raise ValueError(f"history must have the key {key!r}")
     steps = np.arange(1, len(history["elbo"]) + 1)
     fig, (ax_loss, ax_terms) = new_figure(1, 2, width=8.0, height=3.2)
-    series = [(ax_loss, -_np(history["elbo"]), COLORS["loss"], r"$-$ELBO (loss)"),
-              (ax_terms, _np(history["reconstruction"]), COLORS["reconstruction"], r"reconstruction $\mathbb{E}_q[\log p(x\mid z)]$"),
-              (ax_terms, _np(history["kl"]), COLORS["kl"], r"KL$(q(z\mid x)\,\|\,p(z))$")]
+    series = [(ax_loss, -to_numpy(history["elbo"]), COLORS["loss"], r"$-$ELBO (loss)"),
+              (ax_terms, to_numpy(history["reconstruction"]), COLORS["reconstruction"], r"reconstruction $\mathbb{E}_q[\log p(x\mid z)]$"),
+              (ax_terms, to_numpy(history["kl"]), COLORS["kl"], r"KL$(q(z\mid x)\,\|\,p(z))$")]
     for ax, values, colour, label in series:
         ax.plot(steps, values, color=colour, lw=0.6, alpha=0.35)
         ax.plot(steps, _running_mean(values, window), color=colour, label=label)
-    loss = -_np(history["elbo"])
+    loss = -to_numpy(history["elbo"])
     if loss.min() > 0:            # the loss falls by a factor of a few: a log axis shows both phases
         ax_loss.set_yscale("log")
         ax_loss.yaxis.set_major_formatter(ScalarFormatter())
@@ -112,8 +106,8 @@ def plot_latent_space(mu: Tensor, logvar: Tensor, *, highlight: Sequence[int] = 
     fig, ax = new_figure(width=5.2, height=4.4)
     points = _spiral_scatter(ax, mu, size=10)
     _prior_circles(ax)
-    sd = np.exp(0.5 * _np(logvar))
-    m = _np(mu)
+    sd = np.exp(0.5 * to_numpy(logvar))
+    m = to_numpy(mu)
     for n, i in enumerate(highlight):
         ax.add_patch(Ellipse((m[i, 0], m[i, 1]), 4 * sd[i, 0], 4 * sd[i, 1], fill=False, color=COLORS["q"], lw=1.2,
                              label=r"$q(z\mid x)$, 2 s.d." if n == 0 else None))
@@ -143,14 +137,14 @@ def plot_reconstructions(data: Tensor, reconstructions: Tensor, samples: Tensor,
             raise ValueError(f"{name} must have shape (N, 2), got {tuple(t.shape)}")
     ncols = 2 if short_reconstructions is None else 3
     fig, axes = new_figure(1, ncols, width=3.0 * ncols, height=2.9, sharex=True, sharey=True)
-    d = _np(data)
+    d = to_numpy(data)
     panels = [(reconstructions, "(a)"), (samples, "(b)")]
     if short_reconstructions is not None:
         panels.append((short_reconstructions, "(c)"))
     for ax, (points, label) in zip(axes, panels, strict=True):
         ax.scatter(d[:, 0], d[:, 1], s=6, color=COLORS["muted"], alpha=0.5, linewidths=0, label="data")
         if points is samples:
-            p = _np(samples)
+            p = to_numpy(samples)
             ax.scatter(p[:, 0], p[:, 1], s=8, color=COLORS["q"], alpha=0.6, linewidths=0, label="model samples")
         else:
             _spiral_scatter(ax, points, size=8)
@@ -182,7 +176,7 @@ def plot_gradient_estimators(samples: GradientEstimates, true_gradient: float, s
         if key not in measured or key not in exact:
             raise ValueError(f"measured and exact must have the key {key!r}")
     fig, (ax_hist, ax_var) = new_figure(1, 2, width=8.4, height=3.3)
-    rep, score = _np(samples.reparam_mu).ravel(), _np(samples.score_mu).ravel()
+    rep, score = to_numpy(samples.reparam_mu).ravel(), to_numpy(samples.score_mu).ravel()
     lo, hi = np.quantile(score, [0.01, 0.99])
     bins = np.linspace(min(lo, rep.min()), max(hi, rep.max()), 80)
     ax_hist.hist(score, bins=bins, density=True, color=labels["score"][1], alpha=0.55, histtype="stepfilled")
@@ -191,10 +185,10 @@ def plot_gradient_estimators(samples: GradientEstimates, true_gradient: float, s
     ax_hist.axvline(true_gradient, color=COLORS["exact"], lw=1.2, ls="--", label="true gradient")
     ax_hist.set_xlabel("one-sample estimate of $d/d\\mu$")
     ax_hist.set_ylabel("density")
-    s = _np(sigmas)
+    s = to_numpy(sigmas)
     for key, (label, colour) in labels.items():
-        ax_var.plot(s, _np(exact[key]), color=colour, label=label)
-        ax_var.plot(s, _np(measured[key]), "o", color=colour, ms=4)
+        ax_var.plot(s, to_numpy(exact[key]), color=colour, label=label)
+        ax_var.plot(s, to_numpy(measured[key]), "o", color=colour, ms=4)
     ax_var.set_xscale("log")
     ax_var.set_yscale("log")
     ax_var.set_xlabel("$\\sigma$")
@@ -261,7 +255,7 @@ def plot_beta_vae(results: Mapping[float, Mapping], data: Tensor, *, show: Seque
     panel_label(ax_terms, "(a)")
 
     # (b) data and (c) reconstructions of a few points
-    d = _np(data)
+    d = to_numpy(data)
     _spiral_scatter(ax_data, data, size=5)
     ax_rec.scatter(d[:, 0], d[:, 1], s=4, color=COLORS["muted"], alpha=0.35, linewidths=0)
     for ax in (ax_data, ax_rec):
@@ -273,7 +267,7 @@ def plot_beta_vae(results: Mapping[float, Mapping], data: Tensor, *, show: Seque
     orig = d[idx]
     markers, sizes = ["o", "s", "^"], [90, 45, 30]
     for k, beta in enumerate(show):
-        rec = _np(results[float(beta)]["reconstructions"])[idx]
+        rec = to_numpy(results[float(beta)]["reconstructions"])[idx]
         colour = SEQUENCE[betas.index(float(beta)) % len(SEQUENCE)]
         for o, r in zip(orig, rec, strict=True):
             ax_rec.plot([o[0], r[0]], [o[1], r[1]], color=colour, lw=0.8, alpha=0.7)
@@ -285,7 +279,7 @@ def plot_beta_vae(results: Mapping[float, Mapping], data: Tensor, *, show: Seque
     panel_label(ax_rec, "(c)")
 
     # (d) latent means, one panel per beta
-    lim = max(1.07 * max(radii), *(float(np.abs(_np(results[float(b)]["latent_means"])).max()) * 1.08 for b in show))
+    lim = max(1.07 * max(radii), *(float(np.abs(to_numpy(results[float(b)]["latent_means"])).max()) * 1.08 for b in show))
     for ax, beta in zip(latent_axes, show, strict=True):
         _prior_circles(ax, radii)
         _spiral_scatter(ax, results[float(beta)]["latent_means"], size=5)
@@ -350,7 +344,7 @@ def plot_two_forces(results: Mapping[float, Mapping], reconstruction: Tensor, kl
     panel_label(ax_sweep, "(a) the β sweep")
 
     # (b) per point, at one beta
-    r, k = _np(reconstruction), _np(kl)
+    r, k = to_numpy(reconstruction), to_numpy(kl)
     pts = ax_points.scatter(k, r, c=np.arange(len(k)), cmap="viridis", s=10, alpha=0.85, linewidths=0)
     x_line = np.linspace(0, k.max() * 1.05, 2)
     for n, level in enumerate(np.quantile(r - k, [0.1, 0.5, 0.9])):

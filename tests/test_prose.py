@@ -1,10 +1,10 @@
-"""labcode.plots.tables: the chapters' HTML tables."""
+"""labcode.prose: the chapters' HTML tables."""
 
 from __future__ import annotations
 
 import pytest
 
-from labcode.plots.tables import html_table, prose_list
+from labcode.prose import html_table, prose_list
 
 
 def test_html_table_formats_and_escapes() -> None:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .elbo import kl_regularization, reconstruction_loss, reparameterize
-from .kl import gaussian_kl_closed_form, monte_carlo_kl, standard_normal_kl
-from .likelihood import approximate_marginal_likelihood, likelihood_given_z, sample_prior
-from .vae import VAE, analyze_beta_vae
+from ..elbo import kl_regularization, reconstruction_loss, reparameterize
+from ..kl import gaussian_kl_closed_form, monte_carlo_kl, standard_normal_kl
+from ..likelihood import approximate_marginal_likelihood, likelihood_given_z, sample_prior
+from ..vae import VAE, analyze_beta_vae
 
 #: chapter doc name (``book/<name>.md``) -> chapter title
 CHAPTER_TITLES = {

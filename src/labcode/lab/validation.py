@@ -1,4 +1,4 @@
-"""The lab's comprehensive checks, made quantitative (Part 6; chapter "Validation").
+"""The lab's comprehensive checks, made quantitative (Part 6; chapter "Validation"), and the KL checks of Task 3.2 (chapter "KL divergence").
 
 Each check compares a ``labcode`` function with an independent reference (a
 hand-written formula, ``torch.distributions``, an exact value or a closed-form
@@ -20,13 +20,14 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.distributions import MultivariateNormal, Normal, kl_divergence
+from torch.distributions import Normal, kl_divergence
 
-from ._checks import randn
-from .elbo import reconstruction_loss, reparameterize
-from .jensen import jensen_gap
-from .kl import gaussian_kl_closed_form, monte_carlo_kl, standard_normal_kl
-from .vae import VAE
+from .._checks import check_positive_int, randn
+from ..elbo import reconstruction_loss, reparameterize
+from ..gaussian import LinearGaussianModel
+from ..jensen import jensen_gap
+from ..kl import gaussian_kl_closed_form, monte_carlo_kl, monte_carlo_kl_curve, standard_normal_kl
+from ..vae import VAE
 
 Device = torch.device | str | None
 
@@ -200,43 +201,18 @@ LINEAR_BIAS: tuple[float, float] = (0.5, -1.0)
 LINEAR_NOISE = 0.4
 
 
-@dataclass(frozen=True)
-class LinearGaussianModel:
-    """:math:`p(z) = \\mathcal N(0, I_2)`, :math:`p(x\\mid z) = \\mathcal N(Wz + b, \\sigma_x^2 I_2)`.
+def default_linear_model(device: Device = None) -> LinearGaussianModel:
+    """The linear-Gaussian model of the bound check: :math:`W = U \\operatorname{diag}(a)` with :math:`U` the rotation by
+    :data:`LINEAR_ANGLE`, :math:`a` = :data:`LINEAR_SCALES`, :math:`b` = :data:`LINEAR_BIAS`, :math:`\\sigma_x` = :data:`LINEAR_NOISE`.
 
-    Then (chapter "Bayes' rule", ``bayes-prop-linear``) :math:`p(x) = \\mathcal N(b,\\ WW^\\top + \\sigma_x^2 I)` and
-    :math:`p(z \\mid x) = \\mathcal N(S W^\\top(x-b)/\\sigma_x^2,\\ S)` with
-    :math:`S = (I + W^\\top W/\\sigma_x^2)^{-1}`. The default ``W = U diag(a)``, with
-    :math:`U` a rotation, has orthogonal columns, so :math:`W^\\top W` and the
-    posterior covariance are diagonal and the posterior is a member of the
-    encoder's diagonal-Gaussian family.
+    :math:`W` has orthogonal columns, so :math:`W^\\top W` and the posterior covariance are diagonal and the
+    posterior is a member of the encoder's diagonal-Gaussian family
+    (:meth:`labcode.gaussian.LinearGaussianModel.diagonal_posterior`).
     """
-
-    weight: Tensor   # W: (2, 2)
-    bias: Tensor     # b: (2,)
-    noise_std: float
-
-    @classmethod
-    def default(cls, device: Device = None) -> LinearGaussianModel:
-        angle = torch.tensor(LINEAR_ANGLE)
-        rotation = torch.stack([torch.stack([angle.cos(), -angle.sin()]), torch.stack([angle.sin(), angle.cos()])])
-        weight = rotation @ torch.diag(torch.tensor(LINEAR_SCALES))    # W = U diag(a)
-        return cls(weight.to(device), torch.tensor(LINEAR_BIAS, device=device), LINEAR_NOISE)
-
-    def decode(self, z: Tensor) -> Tensor:
-        """(..., 2) -> (..., 2): :math:`Wz + b`."""
-        return z @ self.weight.T + self.bias
-
-    def log_evidence(self, x: Tensor) -> Tensor:
-        """Exact :math:`\\log p(x)`, (n, 2) -> (n,)."""
-        cov = self.weight @ self.weight.T + self.noise_std**2 * torch.eye(2, device=x.device)
-        return MultivariateNormal(self.bias, covariance_matrix=cov).log_prob(x)
-
-    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Exact posterior as (mean, logvar), each (n, 2)."""
-        var = 1.0 / (1.0 + (self.weight**2).sum(0) / self.noise_std**2)   # diagonal of S
-        mean = var * ((x - self.bias) @ self.weight) / self.noise_std**2
-        return mean, torch.log(var).expand_as(mean)
+    angle = torch.tensor(LINEAR_ANGLE)
+    rotation = torch.stack([torch.stack([angle.cos(), -angle.sin()]), torch.stack([angle.sin(), angle.cos()])])
+    weight = rotation @ torch.diag(torch.tensor(LINEAR_SCALES))    # W = U diag(a)
+    return LinearGaussianModel(weight.to(device), torch.tensor(LINEAR_BIAS, device=device), LINEAR_NOISE)
 
 
 ELBO_SAMPLES = 100_000
@@ -277,11 +253,11 @@ def check_elbo_bound(*, generator: torch.Generator, device: Device = None) -> li
     mean shifted by :data:`Q_SHIFT` and its standard deviation scaled by :data:`Q_SCALE`. The two
     identities are checked to within :data:`ELBO_STDERRS` Monte Carlo standard errors.
     """
-    model = LinearGaussianModel.default(device)
+    model = default_linear_model(device)
     z_true = randn((BOUND_POINTS, 2), generator=generator, device=device)
     x = model.decode(z_true) + model.noise_std * randn((BOUND_POINTS, 2), generator=generator, device=device)
     log_px = model.log_evidence(x)
-    post_mu, post_logvar = model.posterior(x)
+    post_mu, post_logvar = model.diagonal_posterior(x)
     q_mu, q_logvar = post_mu + Q_SHIFT, post_logvar + 2 * math.log(Q_SCALE)
     elbo_q, se_q = monte_carlo_elbo(model, x, q_mu, q_logvar, n_samples=ELBO_SAMPLES, generator=generator)
     elbo_post, se_post = monte_carlo_elbo(model, x, post_mu, post_logvar, n_samples=ELBO_SAMPLES,
@@ -312,6 +288,51 @@ def check_monte_carlo_kl(*, generator: torch.Generator, device: Device = None) -
     estimate = monte_carlo_kl(samples, p.log_prob, q.log_prob).item()
     exact = gaussian_kl_closed_form(*KL_TEST_PAIR).item()
     return [_close("Monte Carlo KL ≈ closed form", estimate, exact, MC_KL_TOL, f"{exact:.6f} (closed form)")]
+
+
+# -- the KL checks of Task 3.2 (chapter "KL divergence") ---------------------------------------
+
+def lab_kl_checks(*, n_samples: int = 10_000, generator: torch.Generator) -> list[dict[str, object]]:
+    """Run the lab's KL checks of Task 3.2 against independent references.
+
+    Each row compares a ``labcode`` function ("measured") with a reference
+    ("expected"): the lab's hand-written formulas, ``torch.distributions``,
+    and, for the Monte Carlo estimator, the closed form, with tolerance three
+    estimated standard errors.
+
+    Returns:
+        rows with keys ``check``, ``expected``, ``measured``, ``|difference|``,
+        ``tolerance`` (floats) and ``pass`` (bool).
+    """
+    check_positive_int("n_samples", n_samples)
+    rows: list[dict[str, object]] = []
+
+    def add(check: str, expected: Tensor, measured: Tensor, tolerance: float) -> None:
+        expected_f, measured_f = float(expected), float(measured)
+        difference = abs(measured_f - expected_f)
+        rows.append({"check": check, "expected": expected_f, "measured": measured_f,
+                     "|difference|": difference, "tolerance": tolerance, "pass": difference <= tolerance})
+
+    def lab_manual(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -> Tensor:   # the lab's formula
+        return 0.5 * ((sigma1 / sigma2) ** 2 + ((mu1 - mu2) / sigma2) ** 2 - 1 - 2 * torch.log(sigma1 / sigma2))
+
+    m1, s1, m2, s2 = torch.tensor(1.0), torch.tensor(0.8), torch.tensor(0.0), torch.tensor(1.0)
+    closed = gaussian_kl_closed_form(m1, s1, m2, s2)
+    add("closed form vs lab's formula, N(1, 0.8²) ‖ N(0, 1)", lab_manual(m1, s1, m2, s2), closed, 1e-5)
+    p, q = Normal(m1, s1), Normal(m2, s2)
+    add("closed form vs torch.distributions, same pair", kl_divergence(p, q), closed, 1e-5)
+    x = m1 + s1 * torch.randn(n_samples, generator=generator)
+    curve = monte_carlo_kl_curve(x, p.log_prob, q.log_prob, [n_samples])
+    add(f"Monte Carlo ({n_samples} samples) vs closed form, same pair",
+        closed, monte_carlo_kl(x, p.log_prob, q.log_prob), 3 * curve.stderr.item())
+
+    mu, logvar = torch.tensor([1.0, -0.5]), torch.tensor([0.5, -0.2])
+    measured = standard_normal_kl(mu, logvar)
+    add("standard-normal KL vs lab's formula, μ = (1, −0.5), log σ² = (0.5, −0.2)",
+        0.5 * (mu**2 + torch.exp(logvar) - 1 - logvar).sum(), measured, 1e-5)
+    reference = kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(torch.zeros(2), torch.ones(2))).sum()
+    add("standard-normal KL vs torch.distributions, same μ, log σ²", reference, measured, 1e-5)
+    return rows
 
 
 # -- all checks ---------------------------------------------------------------------------------

@@ -1,9 +1,27 @@
-"""Small HTML tables for the chapters' measured numbers (the house style for tables), and lists in words."""
+"""Strings the chapters glue into their pages: HTML tables of measured numbers, lists in words, powers of ten.
+
+Nothing here is mathematics; the chapters glue these strings into their text
+("Jensen's inequality", "KL divergence", "Gradients of the ELBO", "The two forces",
+"Mode-covering and mode-seeking in two dimensions", "The rate–distortion view",
+"The intractable likelihood", "Bayes' rule and its circularity", "Beyond the lab").
+"""
 
 from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def power_of_ten(exponent: int) -> str:
+    """``"10ⁿ"`` with the integer exponent ``n`` in superscript digits, for prose (e.g. ``power_of_ten(-12)`` is ``"10⁻¹²"``).
+
+    The caller chooses how to make the exponent an integer (``round``, ``math.ceil`` for a bound).
+    """
+    if isinstance(exponent, bool) or not isinstance(exponent, int):
+        raise TypeError(f"exponent must be an int, got {type(exponent).__name__}")
+    return "10" + str(exponent).translate(_SUPERSCRIPT)
 
 
 def html_table(rows: Sequence[Mapping[str, object]], formats: Mapping[str, str] | None = None) -> str:

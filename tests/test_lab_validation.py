@@ -1,4 +1,4 @@
-"""Tests of labcode.validation: the reference implementation passes, planted bugs fail loudly."""
+"""Tests of labcode.lab.validation: the reference implementation passes, planted bugs fail loudly."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-import labcode.validation as validation
-from labcode.validation import Check, checks_html, format_table, require_all_passed, run_checks
+import labcode.lab.validation as validation
+from labcode.lab.validation import Check, checks_html, format_table, lab_kl_checks, require_all_passed, run_checks
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_number_format():
 
 def test_checks_read_their_parameters_from_the_module(monkeypatch) -> None:
     """The chapter glues these constants; the checks must use them, and the exact Jensen gap refuses other values."""
-    model = validation.LinearGaussianModel.default()
+    model = validation.default_linear_model()
     u = model.weight / torch.tensor(validation.LINEAR_SCALES)          # W = U diag(a): U is a rotation
     torch.testing.assert_close(u.T @ u, torch.eye(2), atol=1e-6, rtol=0)
     assert math.isclose(torch.linalg.det(u).item(), 1.0, abs_tol=1e-6)
@@ -139,3 +139,10 @@ def test_checks_read_their_parameters_from_the_module(monkeypatch) -> None:
     monkeypatch.setattr(validation, "JENSEN_VALUES", (1.0, 2.0))
     with pytest.raises(ValueError, match="JENSEN_VALUES"):
         validation.check_jensen()
+
+
+def test_lab_kl_checks_all_pass() -> None:
+    rows = lab_kl_checks(generator=torch.Generator().manual_seed(1))
+    assert len(rows) == 5
+    assert all(row["pass"] for row in rows)
+    assert rows[0]["expected"] == pytest.approx(0.5 * (0.64 + 1 - 1 - math.log(0.64)), abs=1e-6)

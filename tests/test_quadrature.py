@@ -1,0 +1,119 @@
+"""Tests for labcode.quadrature, against closed forms, torch.distributions, SciPy quadrature and brute force."""
+
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, stats
+
+from helpers import linear_model
+from labcode.gaussian import LinearGaussianModel
+from labcode.quadrature import half_width_for_tail, latent_quadrature, tail_bound
+
+F64 = torch.float64
+
+
+def test_tail_bound_matches_normal_tail() -> None:
+    a, sigma = 3.0, 0.5
+    expected = -math.log(2 * math.pi * sigma**2) + math.log(1 - (1 - 2 * stats.norm.sf(a)) ** 2)
+    assert tail_bound(a, sigma, 2, 2) == pytest.approx(expected, rel=1e-12)
+    assert tail_bound(8.0, sigma, 2, 2) < tail_bound(7.0, sigma, 2, 2)
+    with pytest.raises(ValueError, match="half_width"):
+        tail_bound(-1.0, sigma, 2)
+    with pytest.raises(ValueError, match="noise_std"):
+        tail_bound(3.0, 0.0, 2)
+
+
+@pytest.mark.parametrize("sigma", [0.3, 0.05])
+def test_quadrature_matches_linear_gaussian_closed_form(sigma: float) -> None:
+    decoder, x = linear_model(1, sigma=sigma)
+    quad = latent_quadrature(decoder, x, sigma, tol=1e-6)
+    exact = LinearGaussianModel(decoder.weight, decoder.bias, sigma).log_evidence(x)
+    assert (quad.log_evidence - exact).abs().max().item() <= 1e-4
+    assert (quad.log_tail_bound < math.log(1e-6)).all()
+    mean, cov = LinearGaussianModel(decoder.weight, decoder.bias, sigma).posterior(x)
+    post_mean, post_cov = quad.posterior_moments()
+    torch.testing.assert_close(post_mean, mean, rtol=0, atol=1e-5)
+    torch.testing.assert_close(post_cov, cov.expand_as(post_cov), rtol=0, atol=1e-5)
+
+
+def test_refinement_converges_on_a_relu_decoder(small_vae) -> None:
+    """The error against a tight reference falls level by level."""
+    model, data = small_vae
+    x = data[[20, 120, 190]].double()
+    sigma = model.noise_std.detach().double()
+    reference = latent_quadrature(model, x, sigma, tol=1e-7, max_levels=8).log_evidence
+    errors = [(latent_quadrature(model, x, sigma, tol=1e-12, max_levels=levels).log_evidence - reference).abs().max().item()
+              for levels in (0, 1, 2, 3)]
+    assert all(b < a for a, b in itertools.pairwise(errors)), errors
+    assert errors[-1] < 1e-3
+
+
+def test_quadrature_matches_scipy_dblquad(small_vae) -> None:
+    """A trained ReLU decoder, three points, against SciPy's adaptive quadrature in float64 (nquad = dblquad with options)."""
+    model, data = small_vae
+    idx = [10, 100, 180]
+    x = data[idx].double()
+    sigma = model.noise_std.item()
+    quad = latent_quadrature(model, x, sigma, tol=1e-5)
+    mean, cov = quad.posterior_moments()
+    w1, b1 = (t.detach().double().numpy() for t in (model.decoder[0].weight, model.decoder[0].bias))
+    w2, b2 = (t.detach().double().numpy() for t in (model.decoder[2].weight, model.decoder[2].bias))
+    for i in range(len(idx)):
+        xi = x[i].numpy()
+        shift = quad.log_evidence[i].item()
+
+        def integrand(z2: float, z1: float, xi=xi, shift=shift) -> float:
+            z = np.array([z1, z2])
+            f = w2 @ np.maximum(w1 @ z + b1, 0.0) + b2
+            log_joint = (-0.5 * np.sum((xi - f) ** 2) / sigma**2 - math.log(2 * math.pi * sigma**2)
+                         - 0.5 * z @ z - math.log(2 * math.pi))
+            return math.exp(log_joint - shift)
+
+        half = 10 * cov[i].diagonal().sqrt().numpy()
+        lo, hi = np.maximum(mean[i].numpy() - half, -7.0), np.minimum(mean[i].numpy() + half, 7.0)
+        value, _ = integrate.nquad(integrand, [[lo[1], hi[1]], [lo[0], hi[0]]],
+                                   opts={"epsabs": 1e-5, "epsrel": 1e-5, "limit": 200})
+        assert abs(math.log(value)) <= 1e-3, (idx[i], math.log(value))
+
+
+def test_quadrature_finds_a_sharp_posterior_through_q() -> None:
+    """A posterior far narrower than the coarse lattice is found through the encoder's q."""
+    sigma = 0.002
+    decoder, x = linear_model(3, n=2, sigma=sigma)
+    mean, cov = LinearGaussianModel(decoder.weight, decoder.bias, sigma).posterior(x)
+    logvar = torch.log(cov.diagonal()).expand_as(mean).clone()
+    quad = latent_quadrature(decoder, x, sigma, q_mean=mean, q_logvar=logvar, tol=1e-6, max_levels=10)
+    exact = LinearGaussianModel(decoder.weight, decoder.bias, sigma).log_evidence(x)
+    assert (quad.log_evidence - exact).abs().max().item() <= 1e-4
+
+
+def test_quadrature_checks_inputs() -> None:
+    decoder, x = linear_model()
+    with pytest.raises(ValueError, match="noise_std"):
+        latent_quadrature(decoder, x, -1.0)
+    with pytest.raises(ValueError, match="refine"):
+        latent_quadrature(decoder, x, 0.3, refine=1)
+    with pytest.raises(ValueError, match="mass_threshold"):
+        latent_quadrature(decoder, x, 0.3, mass_threshold=0.0)
+    with pytest.raises(ValueError, match="tol"):
+        latent_quadrature(decoder, x, 0.3, tol=0.0)
+    with pytest.raises(ValueError, match="q_mean and q_logvar"):
+        latent_quadrature(decoder, x, 0.3, q_mean=torch.zeros(len(x), 2, dtype=F64))
+    with pytest.raises(ValueError, match="q_mean"):
+        latent_quadrature(decoder, x, 0.3, q_mean=torch.zeros(1, 2, dtype=F64), q_logvar=torch.zeros(1, 2, dtype=F64))
+    with pytest.raises(ValueError, match="x"):
+        latent_quadrature(decoder, x[0], 0.3)
+
+
+def test_half_width_for_tail_is_the_smallest_box() -> None:
+    log_mass = -40.0
+    a = half_width_for_tail(log_mass, 0.5, 2)
+    assert tail_bound(a, 0.5, 2) <= log_mass < tail_bound(0.98 * a, 0.5, 2)
+    with pytest.raises(ValueError, match="half_width"):
+        latent_quadrature(lambda z: z, torch.zeros(1, 2, dtype=F64), 1.0, half_width=-1.0)
