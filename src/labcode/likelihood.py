@@ -145,14 +145,18 @@ def log_marginal_likelihood_mc(decoder: Decoder, x: Tensor, n_samples: int,
     Returns:
         (batch,) estimates of :math:`\\log p(x)`.
     """
-    check_matrix("x", x)
-    check_finite("x", x)
-    check_positive_int("n_samples", n_samples)
-    sigma = positive_scalar("noise_std", noise_std, x)
+    sigma = _check_mc_args(x, n_samples, noise_std)
     with torch.no_grad():
         parts = [torch.logsumexp(block, dim=1) for block in _prior_log_weight_blocks(decoder, x, n_samples, sigma, generator)]
         return torch.logsumexp(torch.stack(parts, dim=1), dim=1) - math.log(n_samples)
 
+
+def _check_mc_args(x: Tensor, n_samples: int, noise_std: Tensor | float) -> Tensor:
+    """The checks of the prior-sampling estimators' arguments; returns :math:`\\sigma_x` as a tensor like ``x``."""
+    check_matrix("x", x)
+    check_finite("x", x)
+    check_positive_int("n_samples", n_samples)
+    return positive_scalar("noise_std", noise_std, x)
 
 
 def _prior_log_weight_blocks(decoder: Decoder, x: Tensor, n_samples: int, sigma: Tensor,
@@ -168,7 +172,6 @@ def _prior_log_weight_blocks(decoder: Decoder, x: Tensor, n_samples: int, sigma:
         yield log_likelihood_matrix(decoder, x, z[start:start + chunk], sigma)
 
 
-
 def approximate_marginal_likelihood(decoder: Decoder, x: Tensor, n_samples: int,
                                     noise_std: Tensor | float, *,
                                     generator: torch.Generator | None = None) -> Tensor:
@@ -178,7 +181,6 @@ def approximate_marginal_likelihood(decoder: Decoder, x: Tensor, n_samples: int,
     works with the log.
     """
     return log_marginal_likelihood_mc(decoder, x, n_samples, noise_std, generator=generator).exp()
-
 
 
 def mean_likelihood_mc(decoder: Decoder, x: Tensor, n_samples: int, noise_std: Tensor | float, *,
@@ -202,10 +204,7 @@ def mean_likelihood_mc(decoder: Decoder, x: Tensor, n_samples: int, noise_std: T
     Returns:
         (batch,) estimates of :math:`p(x)` (not its logarithm).
     """
-    check_matrix("x", x)
-    check_finite("x", x)
-    check_positive_int("n_samples", n_samples)
-    sigma = positive_scalar("noise_std", noise_std, x)
+    sigma = _check_mc_args(x, n_samples, noise_std)
     with torch.no_grad():
         blocks = _prior_log_weight_blocks(decoder, x, n_samples, sigma, generator)
         return sum(block.exp().sum(dim=1) for block in blocks) / n_samples
