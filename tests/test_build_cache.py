@@ -1,6 +1,6 @@
 """The execution cache re-runs exactly what changed, on a small fixture book built with plain `jupyter-book build`.
 
-The build extension (_ext/labcode_build.py) must make the cache key cover the code
+The build extension (_ext/labcode_build/) must make the cache key cover the code
 cells, the labcode modules each chapter imported and the pinned requirements, but not
 the prose. In the fixture, both chapters import labcode; only beta imports labcode.plots.data.
 """

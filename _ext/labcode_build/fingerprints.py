@@ -1,0 +1,64 @@
+"""What a chapter's executed outputs depend on besides its cells: pins, device, the labcode modules it imported."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+STAMP = "labcode-fingerprint.txt"
+#: what determines every chapter's outputs besides the cells (globs relative to the book's root); conf value
+#: labcode_fingerprint. The labcode modules a chapter imports are added per chapter (DEPS).
+FINGERPRINTED = ["requirements.txt", "pyproject.toml"]
+#: where the library's source lives (relative to the book's root); conf value labcode_source
+SOURCE = "src"
+#: beside the cache: {doc: {"modules": [...], "fingerprint": ...}} of the last execution of each chapter
+DEPS = "labcode-deps.json"
+#: printed by a cell appended to each executed notebook (and removed before caching)
+MODULES_MARK = "LABCODE-MODULES:"
+MODULES_CELL = (
+    "import json as _labcode_json, sys as _labcode_sys\n"
+    f"print({MODULES_MARK!r} + _labcode_json.dumps(sorted(n for n in _labcode_sys.modules "
+    "if n == 'labcode' or n.startswith('labcode.'))))"
+)
+
+
+def device_signature() -> str:
+    """What decides the device without importing torch: LABCODE_DEVICE and whether an NVIDIA GPU is present."""
+    return f"LABCODE_DEVICE={os.environ.get('LABCODE_DEVICE', '')};gpu={Path('/dev/nvidia0').exists()}"
+
+
+def fingerprint(root: Path, patterns: list[str]) -> str:
+    """SHA-256 over the files matching ``patterns`` (relative paths and contents) and the device signature."""
+    digest = hashlib.sha256(device_signature().encode())
+    files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def module_file(source: Path, name: str) -> Path | None:
+    """The source file of module ``name`` (``labcode.plots.data``) under ``source``, if it is there."""
+    base = source.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def all_modules(source: Path) -> list[str]:
+    """Every labcode module under ``source``: the dependency set of a chapter whose imports are unknown."""
+    names = []
+    for path in sorted((source / "labcode").rglob("*.py")):
+        parts = path.relative_to(source).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def modules_fingerprint(base: str, source: Path, modules: list[str]) -> str:
+    """SHA-256 of the global fingerprint ``base`` and the source of ``modules`` (a missing module counts too)."""
+    digest = hashlib.sha256(base.encode())
+    for name in sorted(set(modules)):
+        path = module_file(source, name)
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path is not None else b"<missing>") + b"\0")
+    return digest.hexdigest()

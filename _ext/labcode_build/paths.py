@@ -1,0 +1,44 @@
+"""Where the build keeps its state, and which pages are notebooks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sphinx.application import Sphinx
+
+from .fingerprints import DEPS
+
+#: the trained-model store beside the cache (labcode.store reads the variable)
+MODEL_STORE = ".labcode-models"
+STORE_ENV = "LABCODE_MODEL_STORE"
+#: the execution log of the last build (which chapters executed, wall time, workers), in the cache folder
+REPORT_LOG = "execution-log.json"
+#: every glued value of the build, written into the site
+GLUE_JSON = "glued-values.json"
+
+
+def root(app: Sphinx) -> Path:
+    return Path(app.confdir).resolve()
+
+
+def cache_path(app: Sphinx) -> Path:
+    return Path(app.env.mystnb_config.execution_cache_path)
+
+
+def is_notebook(path: Path) -> bool:
+    text = path.read_text(encoding="utf-8")
+    return path.suffix == ".md" and text.startswith("---") and "kernelspec:" in text.split("\n---", 2)[0]
+
+
+def notebook_docs(app: Sphinx, docnames) -> list[str]:
+    return sorted(d for d in docnames if is_notebook(Path(app.env.doc2path(d))))
+
+
+def deps_path(app: Sphinx) -> Path:
+    return cache_path(app) / DEPS
+
+
+def load_deps(app: Sphinx) -> dict[str, dict]:
+    path = deps_path(app)
+    return json.loads(path.read_text()) if path.is_file() else {}
