@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from labcode.gaussian import GaussianMixture1D
+from labcode.gaussian import GaussianMixture1D, GaussianMixture2D
 
 F64 = torch.float64
 
@@ -58,3 +58,9 @@ def mixtures(draw: st.DrawFn) -> GaussianMixture1D:
     means = torch.tensor([draw(st.floats(-3.0, 3.0)) for _ in range(k)], dtype=torch.float64)
     sigmas = torch.tensor([draw(st.floats(0.3, 2.0)) for _ in range(k)], dtype=torch.float64)
     return GaussianMixture1D(weights, means, sigmas)
+
+
+def mixture_2d() -> GaussianMixture2D:
+    """The two-component correlated 2-D mixture that the fit and lattice tests share."""
+    return GaussianMixture2D(torch.tensor([0.6, 0.4], dtype=F64), torch.tensor([[-2.0, -1.0], [2.0, 1.0]], dtype=F64),
+                             torch.tensor([[[0.5, 0.2], [0.2, 0.4]], [[0.4, -0.15], [-0.15, 0.3]]], dtype=F64))

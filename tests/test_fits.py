@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from torch.distributions import Normal
 
-from helpers import bimodal, mixtures
+from helpers import bimodal, mixture_2d, mixtures
 from labcode.fits import fit_gaussian_kl, fit_gaussian_kl_2d, gaussian_kl_landscape
 from labcode.gaussian import GaussianMixture1D, GaussianMixture2D
 from labcode.kl import lattice_kl, quadrature_kl
@@ -86,13 +86,8 @@ def test_fit_rejects_bad_input(kwargs: dict, exc: type, match: str) -> None:
 F64 = torch.float64
 
 
-def mixture() -> GaussianMixture2D:
-    return GaussianMixture2D(torch.tensor([0.6, 0.4], dtype=F64), torch.tensor([[-2.0, -1.0], [2.0, 1.0]], dtype=F64),
-                             torch.tensor([[[0.5, 0.2], [0.2, 0.4]], [[0.4, -0.15], [-0.15, 0.3]]], dtype=F64))
-
-
 def test_forward_fit_matches_moments_and_reverse_fits_find_each_mode() -> None:
-    target = mixture()
+    target = mixture_2d()
     forward = fit_gaussian_kl_2d(target.log_prob, 6.0, 80, "forward", [[1.0, 2.0]], [[1.0, 1.0]])
     torch.testing.assert_close(forward.mean[0], target.mean(), rtol=0, atol=1e-4)
     torch.testing.assert_close(forward.cov[0], target.covariance(), rtol=0, atol=1e-4)

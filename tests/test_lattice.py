@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import labcode as lc
-from helpers import random_linear
+from helpers import mixture_2d, random_linear
 from labcode.gaussian import GaussianMixture2D, LinearGaussianModel
 from labcode.lattice import grid_log_evidence, grid_log_joint, latent_grid
 
@@ -54,13 +54,8 @@ def test_grid_checks() -> None:
 F64 = torch.float64
 
 
-def mixture() -> GaussianMixture2D:
-    return GaussianMixture2D(torch.tensor([0.6, 0.4], dtype=F64), torch.tensor([[-2.0, -1.0], [2.0, 1.0]], dtype=F64),
-                             torch.tensor([[[0.5, 0.2], [0.2, 0.4]], [[0.4, -0.15], [-0.15, 0.3]]], dtype=F64))
-
-
 def test_mixture_density_and_moments() -> None:
-    target = mixture()
+    target = mixture_2d()
     nodes, cell = latent_grid(8.0, 200, dtype=F64)
     p = torch.exp(target.log_prob(nodes)) * cell
     assert p.sum().item() == pytest.approx(1.0, abs=1e-8)
