@@ -4,7 +4,7 @@
 row naming each part): the chapter (linked), what a reader will be able to do after it and the chapters it builds on
 (both from ``book/course-map.yml``), the reading time (the page's prose at 200 words a minute)
 and the execution time measured by the last build that executed it (from the execution cache;
-``—`` before the first build). Nothing in the table is typed into a page, so it follows the
+"not yet run" before the first build). Nothing in the table is typed into a page, so it follows the
 chapters and the build.
 
 The build warns (an error under ``-W``) when a chapter of a numbered part has no entry in
@@ -48,17 +48,9 @@ def reading_minutes(text: str) -> int:
 
 def execution_seconds(env) -> dict[str, float]:
     """Each notebook's execution time as recorded in the execution cache by the build that executed it."""
-    from jupyter_cache import get_cache
-    cache_path = Path(env.mystnb_config.execution_cache_path)
-    if not cache_path.exists():
-        return {}
-    by_path = {Path(r.uri).resolve(): r.data.get("execution_seconds") for r in get_cache(str(cache_path)).list_cache_records()}
-    times = {}
-    for doc in env.found_docs:
-        seconds = by_path.get(Path(env.doc2path(doc)).resolve())
-        if seconds is not None:
-            times[doc] = float(seconds)
-    return times
+    from labcode_build.report import execution_records
+    return {doc: float(data["execution_seconds"]) for doc, data in execution_records(env).items()
+            if data.get("execution_seconds") is not None}
 
 
 def load_map(root: Path) -> dict[str, dict]:

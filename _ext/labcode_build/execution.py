@@ -24,7 +24,7 @@ from pathlib import Path
 from sphinx.application import Sphinx
 from sphinx.util import logging
 
-from .fingerprints import MODULES_CELL, MODULES_MARK, STAMP, all_modules, fingerprint, modules_fingerprint
+from .fingerprints import MODULES_CELL, MODULES_MARK, STAMP, fingerprint, modules_fingerprint
 from .paths import (
     MODEL_STORE,
     REPORT_LOG,
@@ -65,21 +65,22 @@ def on_builder_inited(app: Sphinx) -> None:
 
 
 def _drop_stale_chapters(app: Sphinx) -> None:
-    """Remove the cache entry of every chapter whose labcode modules changed since it executed."""
+    """Remove the cache entry of every chapter whose labcode modules changed since it executed.
+
+    A chapter without a record of its imports (executed by myst-nb itself) is removed too: it executes again.
+    """
     from jupyter_cache import get_cache
     cache = get_cache(str(cache_path(app)))
     deps = load_deps(app)
     source = root(app) / app.config.labcode_source
     srcdir = Path(app.srcdir).resolve()
-    everything = all_modules(source)
     for record in cache.list_cache_records():
         try:
             doc = str(Path(record.uri).resolve().relative_to(srcdir).with_suffix(""))
         except ValueError:      # a notebook outside this book: not ours to keep
             doc = None
-        entry = deps.get(doc or "", {})
-        modules = entry.get("modules", everything)
-        if entry and modules_fingerprint(app.labcode_fingerprint, source, modules) == entry.get("fingerprint"):
+        entry = deps.get(doc or "")
+        if entry and modules_fingerprint(app.labcode_fingerprint, source, entry["modules"]) == entry["fingerprint"]:
             continue
         cache.remove_cache(record.pk)
         if doc is not None:
@@ -133,7 +134,7 @@ def _expected_seconds(doc: str, text: str, history: dict[str, float]) -> float:
     """A notebook's expected execution time: its last measured one, else a guess from what it trains."""
     if doc in history:
         return history[doc]
-    training = len(re.findall(r"\b(?:fit_vae|analyze_beta_vae|train_vae)\(", text))
+    training = len(re.findall(r"\b(?:fit_vae|analyze_beta_vae|train_vae|reference_vae|beta_sweep)\(", text))
     return 3.0 + 6.0 * training + 0.01 * len(text.splitlines())
 
 

@@ -46,15 +46,6 @@ def module_file(source: Path, name: str) -> Path | None:
     return None
 
 
-def all_modules(source: Path) -> list[str]:
-    """Every labcode module under ``source``: the dependency set of a chapter whose imports are unknown."""
-    names = []
-    for path in sorted((source / "labcode").rglob("*.py")):
-        parts = path.relative_to(source).with_suffix("").parts
-        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
-    return names
-
-
 def modules_fingerprint(base: str, source: Path, modules: list[str]) -> str:
     """SHA-256 of the global fingerprint ``base`` and the source of ``modules`` (a missing module counts too)."""
     digest = hashlib.sha256(base.encode())

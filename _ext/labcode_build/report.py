@@ -50,20 +50,28 @@ def on_build_finished(app: Sphinx, exception: Exception | None) -> None:
         (cache / STAMP).write_text(current)
 
 
+def execution_records(env) -> dict[str, dict]:
+    """``{doc: data}`` for every notebook page with an entry in the execution cache (``execution_seconds``, ``device``)."""
+    from jupyter_cache import get_cache
+    cache_dir = Path(env.mystnb_config.execution_cache_path)
+    if not cache_dir.exists():
+        return {}
+    records = {Path(r.uri).resolve(): r.data for r in get_cache(str(cache_dir)).list_cache_records()}
+    found = {doc: records.get(Path(env.doc2path(doc)).resolve()) for doc in env.found_docs}
+    return {doc: data for doc, data in found.items() if data is not None}
+
+
 class ExecutionReport(SphinxDirective):
     """``{execution-report}``: chapter, execution time and device of every notebook in the cache."""
 
     def run(self) -> list[nodes.Node]:
-        from jupyter_cache import get_cache
-        cache = get_cache(self.env.mystnb_config.execution_cache_path)
-        records = {Path(r.uri).resolve(): r for r in cache.list_cache_records()}
+        records = execution_records(self.env)
         rows = []
         for doc in self.env.found_docs:
             path = Path(self.env.doc2path(doc)).resolve()
             if doc == self.env.docname or not is_notebook(path):
                 continue
-            record = records.get(path)
-            data = record.data if record is not None else {}
+            data = records.get(doc, {})
             seconds = data.get("execution_seconds")
             rows.append((doc, f"{seconds:.1f}" if seconds is not None else "—", data.get("device", "—")))
         self.env.note_dependency(str(Path(self.env.mystnb_config.execution_cache_path) / REPORT_LOG))
