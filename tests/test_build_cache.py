@@ -138,3 +138,30 @@ def test_device_change_executes_every_chapter(book: Path) -> None:
     """Outputs computed on one device are never served for another (LABCODE_DEVICE is part of the key)."""
     log = build(book, extra_env={"LABCODE_DEVICE": "cpu:0"})
     assert log["executed"] == ["alpha", "beta"] and log["mystnb_executed"] == 0
+
+
+def test_a_chapters_device_choice_reaches_its_kernel_and_the_report(book: Path) -> None:
+    """Front matter ``labcode: {device: cpu}`` sets that chapter's LABCODE_DEVICE (when the build sets none),
+    re-executes only that chapter when it changes, and is shown in the execution log; the build's own
+    LABCODE_DEVICE still wins."""
+    unset = {"LABCODE_DEVICE": ""}
+    build(book, extra_env=unset)   # a different build-wide device setting: everything executes once
+    edit(book / "beta.md", "kernelspec:", "labcode:\n  device: cpu\nkernelspec:")
+    log = build(book, extra_env=unset)
+    assert log["executed"] == ["beta"] and log["mystnb_executed"] == 0
+    assert log["glue"]["beta"]["kernel_device_beta"] == "cpu"
+    assert log["devices"] == {"beta": "CPU (chapter's choice)"}
+    forced = build(book, extra_env={"LABCODE_DEVICE": "cpu:0"})
+    assert forced["glue"]["beta"]["kernel_device_beta"] == "cpu:0" and forced["devices"]["beta"] == "CPU"
+
+
+def test_an_unknown_device_choice_is_an_error_naming_the_chapter() -> None:
+    sys.path.insert(0, str(ROOT / "_ext"))
+    try:
+        from labcode_build.fingerprints import chapter_device
+    finally:
+        sys.path.remove(str(ROOT / "_ext"))
+    assert chapter_device({"labcode": {"device": "cpu"}}, "book/x") == "cpu"
+    assert chapter_device({}, "book/x") is None
+    with pytest.raises(ValueError, match=r"book/x: front matter labcode.device must be one of"):
+        chapter_device({"labcode": {"device": "tpu"}}, "book/x")

@@ -28,7 +28,11 @@ that a plain ``jupyter-book build .`` uses it:
    notebook behind each page's download button (myst-nb writes it without
    outputs when the page is served from the cache);
 5. provides the ``{execution-report}`` directive: a table of each chapter's
-   execution time and the device it ran on.
+   execution time and the device it ran on;
+6. lets a chapter choose its device in its front matter (``labcode: {device: cpu}``):
+   a chapter whose work is too small for a GPU runs its kernel with
+   ``LABCODE_DEVICE=cpu`` on a GPU machine (a build-wide ``LABCODE_DEVICE`` still
+   wins); the choice is part of the chapter's key and the report shows it.
 
 Environment: ``LABCODE_BUILD_WORKERS`` sets the number of parallel
 executions (default: the number of cores; 1 = serial).
@@ -36,7 +40,7 @@ executions (default: the number of cores; 1 = serial).
 Why not only the maintained machinery: jupyter-cache has a parallel executor
 (``JupyterExecutorLocalMproc``), but it executes the notebooks of a cache *project* and keys
 them on their cells alone; this extension needs, per chapter, the labcode modules it imported
-(recorded by a cell appended for the run) and one shared device name, so it executes each stale
+and device (recorded by a cell appended for the run) and a per-chapter device choice, so it executes each stale
 notebook itself with jupyter-cache's own single-notebook executor and stores the result in the
 same cache, where myst-nb finds it. myst-nb's ``{nb-exec-table}`` lists execution times from
 the same cache, but not the device; ``{execution-report}`` adds it.

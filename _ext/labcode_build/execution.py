@@ -15,8 +15,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -24,13 +22,23 @@ from pathlib import Path
 from sphinx.application import Sphinx
 from sphinx.util import logging
 
-from .fingerprints import MODULES_CELL, MODULES_MARK, STAMP, fingerprint, modules_fingerprint
+from .fingerprints import (
+    DEVICE_ENV,
+    MODULES_CELL,
+    MODULES_MARK,
+    STAMP,
+    chapter_device,
+    fingerprint,
+    kernel_device,
+    modules_fingerprint,
+)
 from .paths import (
     MODEL_STORE,
     REPORT_LOG,
     STORE_ENV,
     cache_path,
     deps_path,
+    front_matter,
     load_deps,
     notebook_docs,
     root,
@@ -65,7 +73,7 @@ def on_builder_inited(app: Sphinx) -> None:
 
 
 def _drop_stale_chapters(app: Sphinx) -> None:
-    """Remove the cache entry of every chapter whose labcode modules changed since it executed.
+    """Remove the cache entry of every chapter whose labcode modules or device choice changed since it executed.
 
     A chapter without a record of its imports (executed by myst-nb itself) is removed too: it executes again.
     """
@@ -80,12 +88,15 @@ def _drop_stale_chapters(app: Sphinx) -> None:
         except ValueError:      # a notebook outside this book: not ours to keep
             doc = None
         entry = deps.get(doc or "")
-        if entry and modules_fingerprint(app.labcode_fingerprint, source, entry["modules"]) == entry["fingerprint"]:
+        path = Path(record.uri)
+        device = kernel_device(chapter_device(front_matter(path), doc or record.uri)) if path.is_file() else ""
+        if entry and modules_fingerprint(app.labcode_fingerprint, source, entry["modules"], device) == entry["fingerprint"]:
             continue
         cache.remove_cache(record.pk)
         if doc is not None:
             app.labcode_stale_docs.add(doc)
-            LOGGER.info(f"labcode_build: {doc} imports changed labcode modules: it will execute again")
+            LOGGER.info(f"labcode_build: {doc} imports changed labcode modules or chose another device: "
+                        "it will execute again")
 
 
 def on_env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
@@ -98,14 +109,20 @@ def on_env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
     return outdated
 
 
-def _execute(path: str, nb_json: str, timeout: int, allow_errors: bool) -> tuple[str, float, str | None, list[str]]:
-    """Worker: execute one notebook in its own directory.
+def _execute(path: str, nb_json: str, timeout: int, allow_errors: bool,
+             device: str) -> tuple[str, float, str | None, list[str], str]:
+    """Worker: execute one notebook in its own directory, its kernel started with ``LABCODE_DEVICE=device``
+    (unset when empty).
 
-    Returns (executed json, seconds, error, labcode modules imported). A last cell that
-    lists the imported ``labcode`` modules is appended for the run and removed afterwards.
+    Returns (executed json, seconds, error, labcode modules imported, device name). A last cell that
+    lists the imported ``labcode`` modules and the kernel's device is appended for the run and removed afterwards.
     """
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
+    if device:
+        os.environ[DEVICE_ENV] = device
+    else:
+        os.environ.pop(DEVICE_ENV, None)
     for attempt in range(3):
         nb = nbformat.reads(nb_json, as_version=4)
         nb.cells.append(nbformat.v4.new_code_cell(MODULES_CELL))
@@ -118,13 +135,13 @@ def _execute(path: str, nb_json: str, timeout: int, allow_errors: bool) -> tuple
                 raise
             time.sleep(1.0 + attempt)
     error = None if result.err is None else f"{type(result.err).__name__}: {result.err}"
-    modules = []
+    record = {"modules": [], "device": "unknown"}
     last = nb.cells.pop()
     for output in last.get("outputs", []):
         text = output.get("text", "")
         if MODULES_MARK in text:
-            modules = json.loads(text.split(MODULES_MARK, 1)[1].strip().splitlines()[0])
-    return nbformat.writes(nb), result.time, error, modules
+            record = json.loads(text.split(MODULES_MARK, 1)[1].strip().splitlines()[0])
+    return nbformat.writes(nb), result.time, error, record["modules"], record["device"]
 
 
 RUNTIMES = ".labcode-runtimes.json"   # beside the cache, so it survives a cleared cache
@@ -136,12 +153,6 @@ def _expected_seconds(doc: str, text: str, history: dict[str, float]) -> float:
         return history[doc]
     training = len(re.findall(r"\b(?:fit_vae|analyze_beta_vae|train_vae|reference_vae|beta_sweep)\(", text))
     return 3.0 + 6.0 * training + 0.01 * len(text.splitlines())
-
-
-def _device_name() -> str:
-    code = "import labcode as lc; print(lc.device_name(lc.get_device()))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
 
 
 def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
@@ -164,7 +175,8 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
         try:
             cache.match_cache_notebook(notebook)
         except KeyError:
-            todo.append((doc, str(path), notebook))
+            choice = chapter_device(notebook.metadata, doc)
+            todo.append((doc, str(path), notebook, choice))
     log_path = Path(nb_config.execution_cache_path) / REPORT_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if not todo:
@@ -175,6 +187,7 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
     history = json.loads(history_path.read_text()) if history_path.is_file() else {}
     # longest first: with one process per core, the longest chapter must not start last
     todo.sort(key=lambda item: -_expected_seconds(item[0], Path(item[1]).read_text(encoding="utf-8"), history))
+    override = os.environ.get(DEVICE_ENV, "").strip()
     workers = max(1, min(len(todo), int(os.environ.get("LABCODE_BUILD_WORKERS", os.cpu_count() or 1))))
     LOGGER.info(f"labcode_build: executing {len(todo)} notebook(s) with {workers} worker(s)")
     start = time.perf_counter()
@@ -183,23 +196,26 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
     source = root(app) / app.config.labcode_source
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = {doc: pool.submit(_execute, path, nbformat.writes(nb), nb_config.execution_timeout,
-                                    nb_config.execution_allow_errors) for doc, path, nb in todo}
-        device = pool.submit(_device_name).result()   # a short job: it overlaps the notebooks when workers > 1
-        for doc, path, _ in todo:
+                                    nb_config.execution_allow_errors, kernel_device(choice))
+                   for doc, path, nb, choice in todo}
+        for doc, path, _, choice in todo:
             try:
-                executed, seconds, error, modules = futures[doc].result()
+                executed, seconds, error, modules, device = futures[doc].result()
             except Exception as err:   # e.g. a kernel that died on start: myst-nb retries it serially
-                executed, seconds, error, modules = "", 0.0, f"{type(err).__name__}: {err}", []
+                executed, seconds, error, modules, device = "", 0.0, f"{type(err).__name__}: {err}", [], ""
             if error is not None:
                 LOGGER.info(f"labcode_build: {doc} failed ({error}); myst-nb will re-run it and report")
                 continue
+            if choice is not None and not override:
+                device = f"{device} (chapter's choice)"
             cache.cache_notebook_bundle(
                 CacheBundleIn(nbformat.reads(executed, as_version=4), path,
                               data={"execution_seconds": seconds, "device": device}),
                 check_validity=False, overwrite=True)
             log[doc] = {"seconds": seconds, "device": device}
             deps[doc] = {"modules": modules,
-                         "fingerprint": modules_fingerprint(getattr(app, "labcode_fingerprint", ""), source, modules)}
+                         "fingerprint": modules_fingerprint(getattr(app, "labcode_fingerprint", ""), source, modules,
+                                                            kernel_device(choice))}
             LOGGER.info(f"labcode_build: executed {doc} in {seconds:.1f} s on {device}")
     wall = time.perf_counter() - start
     history.update({doc: entry["seconds"] for doc, entry in log.items()})
@@ -207,7 +223,8 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
     deps_path(app).write_text(json.dumps(deps, indent=1, sort_keys=True))
     history_path.write_text(json.dumps(history, indent=1, sort_keys=True))
     LOGGER.info(f"labcode_build: executed {len(log)} notebook(s) in {wall:.1f} s wall time")
-    log_path.write_text(json.dumps({"executed": sorted(log), "wall_seconds": wall, "workers": workers}))
+    log_path.write_text(json.dumps({"executed": sorted(log), "wall_seconds": wall, "workers": workers,
+                                    "devices": {doc: entry["device"] for doc, entry in sorted(log.items())}}))
 
 
 def on_doctree_read(app: Sphinx, doctree) -> None:

@@ -14,18 +14,41 @@ FINGERPRINTED = ["requirements.txt", "pyproject.toml"]
 SOURCE = "src"
 #: beside the cache: {doc: {"modules": [...], "fingerprint": ...}} of the last execution of each chapter
 DEPS = "labcode-deps.json"
-#: printed by a cell appended to each executed notebook (and removed before caching)
+#: printed by a cell appended to each executed notebook (and removed before caching): the labcode modules the
+#: kernel imported and the name of the device ``labcode.get_device()`` gave it
 MODULES_MARK = "LABCODE-MODULES:"
 MODULES_CELL = (
     "import json as _labcode_json, sys as _labcode_sys\n"
-    f"print({MODULES_MARK!r} + _labcode_json.dumps(sorted(n for n in _labcode_sys.modules "
-    "if n == 'labcode' or n.startswith('labcode.'))))"
+    "_labcode_modules = sorted(n for n in _labcode_sys.modules if n == 'labcode' or n.startswith('labcode.'))\n"
+    "_labcode_device = (_labcode_sys.modules['labcode'].device_name(_labcode_sys.modules['labcode'].get_device())\n"
+    "                   if 'labcode' in _labcode_sys.modules else '—')\n"
+    f"print({MODULES_MARK!r} + _labcode_json.dumps({{'modules': _labcode_modules, 'device': _labcode_device}}))"
 )
+#: the devices a chapter may choose in its front matter (``labcode: {device: cpu}``)
+CHAPTER_DEVICES = ("cpu", "cuda")
+DEVICE_ENV = "LABCODE_DEVICE"
+
+
+def chapter_device(metadata: dict, doc: str) -> str | None:
+    """A chapter's own device choice from its front matter (``labcode: {device: cpu}``), or ``None``.
+
+    A chapter whose work is too small for a GPU (no training, tensors of a few thousand numbers) runs
+    faster on the CPU than it takes CUDA to start; it says so here, and the execution report shows it.
+    """
+    choice = (metadata.get("labcode") or {}).get("device")
+    if choice is not None and choice not in CHAPTER_DEVICES:
+        raise ValueError(f"{doc}: front matter labcode.device must be one of {CHAPTER_DEVICES}, got {choice!r}")
+    return choice
+
+
+def kernel_device(choice: str | None) -> str:
+    """The ``LABCODE_DEVICE`` a chapter's kernel gets: the build's own setting wins, else the chapter's choice."""
+    return os.environ.get(DEVICE_ENV, "").strip() or (choice or "")
 
 
 def device_signature() -> str:
     """What decides the device without importing torch: LABCODE_DEVICE and whether an NVIDIA GPU is present."""
-    return f"LABCODE_DEVICE={os.environ.get('LABCODE_DEVICE', '')};gpu={Path('/dev/nvidia0').exists()}"
+    return f"{DEVICE_ENV}={os.environ.get(DEVICE_ENV, '')};gpu={Path('/dev/nvidia0').exists()}"
 
 
 def fingerprint(root: Path, patterns: list[str]) -> str:
@@ -46,9 +69,10 @@ def module_file(source: Path, name: str) -> Path | None:
     return None
 
 
-def modules_fingerprint(base: str, source: Path, modules: list[str]) -> str:
-    """SHA-256 of the global fingerprint ``base`` and the source of ``modules`` (a missing module counts too)."""
-    digest = hashlib.sha256(base.encode())
+def modules_fingerprint(base: str, source: Path, modules: list[str], device: str = "") -> str:
+    """SHA-256 of the global fingerprint ``base``, the chapter's kernel ``device`` and the source of ``modules``
+    (a missing module counts too)."""
+    digest = hashlib.sha256(base.encode() + b"\0" + device.encode())
     for name in sorted(set(modules)):
         path = module_file(source, name)
         digest.update(name.encode() + b"\0" + (path.read_bytes() if path is not None else b"<missing>") + b"\0")

@@ -31,6 +31,15 @@ def is_notebook(path: Path) -> bool:
     return path.suffix == ".md" and text.startswith("---") and "kernelspec:" in text.split("\n---", 2)[0]
 
 
+def front_matter(path: Path) -> dict:
+    """The YAML front matter of a MyST page (empty when it has none)."""
+    import yaml
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith("---"):
+        return {}
+    return yaml.safe_load(text[3:].split("\n---", 1)[0]) or {}
+
+
 def notebook_docs(app: Sphinx, docnames) -> list[str]:
     return sorted(d for d in docnames if is_notebook(Path(app.env.doc2path(d))))
 
