@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from torch.distributions import Independent, Normal, kl_divergence
 
 import labcode as lc
 from labcode.likelihood import GaussianDecoderModel, decoder_function, latent_dim_of
+from labcode.vae import NOISE_BLOCK, _step_noise
 
 CONFIG = lc.VAEConfig(steps=1500, lr=3e-2)
 SHORT = lc.VAEConfig(steps=40, lr=3e-2)
@@ -286,3 +288,34 @@ def test_analyze_beta_vae_rejects_bad_arguments(kwargs, error, match):
 def test_analyze_beta_vae_checks_the_learning_rate():
     with pytest.raises(ValueError, match="lr"):
         lc.analyze_beta_vae(torch.zeros(5, 2), (1.0,), steps=2, seed=0, config=lc.VAEConfig(lr=float("inf")))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+def test_training_on_the_gpu_synchronises_per_block_not_per_step() -> None:
+    """The loop keeps its log on the device and moves noise in blocks: 50 and 450 steps (both within one
+    noise block) make the same number of synchronising CUDA calls."""
+    def count(steps: int) -> int:
+        data = lc.lab_data(device="cuda")
+        model = lc.VAE.from_config(lc.VAEConfig(), device="cuda")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                lc.train_vae(model, data, steps=steps, lr=1e-2, generator=torch.Generator().manual_seed(0))
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    assert 450 <= NOISE_BLOCK
+    assert count(50) == count(450)
+
+
+def test_step_noise_is_the_per_step_stream_across_blocks() -> None:
+    """Noise drawn in blocks equals noise drawn step by step from the same generator (so numbers do not depend
+    on the block size)."""
+    steps = NOISE_BLOCK + 3
+    blocks = list(_step_noise((7, 2), steps, torch.Generator().manual_seed(5), torch.device("cpu"), torch.float32))
+    gen = torch.Generator().manual_seed(5)
+    assert len(blocks) == steps
+    for eps in blocks:
+        assert torch.equal(eps, torch.randn((7, 2), generator=gen))

@@ -9,6 +9,7 @@ learning rate, one reparameterised sample per point and step.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -119,6 +120,22 @@ def _objective(template: VAE, params: dict[str, Tensor], x: Tensor, eps: Tensor,
     return torch.stack([recon, kl, -(recon - beta * kl)])
 
 
+#: steps of training noise drawn and moved to the device at once (one host-to-device copy per block, not per step)
+NOISE_BLOCK = 500
+
+
+def _step_noise(shape: tuple[int, ...], steps: int, generator: torch.Generator | None,
+                device: torch.device, dtype: torch.dtype) -> Iterator[Tensor]:
+    """The noise of each training step, ``shape`` each: drawn one step at a time on the generator's device
+    (the same stream, so the same numbers, as a draw per step) and moved in blocks of :data:`NOISE_BLOCK` steps,
+    so that a GPU run makes no host-device copy, and so no synchronisation, per step."""
+    for start in range(0, steps, NOISE_BLOCK):
+        count = min(NOISE_BLOCK, steps - start)
+        block = torch.stack([randn(shape, generator=generator, dtype=dtype,
+                                   device=None if generator is not None else device) for _ in range(count)])
+        yield from block.to(device).unbind(0)
+
+
 def _train_stacked(models: list[VAE], data: Tensor, betas: list[float], *, steps: int, lr: float,
                    generator: torch.Generator | None, progress: bool) -> Tensor:
     """Train several same-shaped VAEs at once, model ``m`` on weight ``betas[m]``; returns a (M, steps, 3) log.
@@ -144,9 +161,8 @@ def _train_stacked(models: list[VAE], data: Tensor, betas: list[float], *, steps
     if progress:
         from tqdm.auto import tqdm
         iterator = tqdm(iterator, desc="training")
-    latent_shape = (data.shape[0], template.latent_dim)
-    for step in iterator:
-        eps = randn(latent_shape, generator=generator, device=device, dtype=data.dtype)
+    noise = _step_noise((data.shape[0], template.latent_dim), steps, generator, device, data.dtype)
+    for step, eps in zip(iterator, noise, strict=True):
         values = objective(params, data, eps, beta_t)
         optimiser.zero_grad(set_to_none=True)
         values[:, 2].sum().backward()
