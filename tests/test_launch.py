@@ -101,9 +101,10 @@ def colab_like_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shared_model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One model store for the notebooks of this module, as in a build: shared models are trained once."""
-    return tmp_path_factory.mktemp("models")
+def shared_model_store(built_book: Path) -> Path:
+    """The book build's model store: a model the build trained (same labcode source, torch and device) is
+    loaded, not trained again; anything else is trained once for all the notebooks of this module."""
+    return ROOT / "_build" / ".labcode-models"
 
 
 @pytest.mark.parametrize("doc", notebook_docs())
