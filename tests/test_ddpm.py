@@ -342,5 +342,9 @@ def test_input_validation():
         train_ddpm(model, x, BETAS, steps=2, lr=-1.0)
     with pytest.raises(ValueError, match="data must be finite"):
         train_ddpm(model, torch.full((3, 2), math.nan), BETAS, steps=2, lr=1e-3)
+    with pytest.raises(ValueError, match="eps must have the shape of x0"):
+        simple_loss(model, x, alpha_bar_schedule(BETAS), torch.ones(3, dtype=torch.long), torch.zeros(3, 3))
+    with pytest.raises(ValueError, match=r"alpha_bar must have shape \(11,\)"):
+        simple_loss(model, x, alpha_bar_schedule(BETAS)[:5], torch.ones(3, dtype=torch.long), x)
     with pytest.raises(ValueError, match="errors must have a positive mean"):
         best_reverse_variances(torch.zeros(2, 3, 10), BETAS, 2)

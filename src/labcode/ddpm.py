@@ -265,6 +265,18 @@ def simple_loss(model: EpsilonNet, x0: Tensor, alpha_bar: Tensor, t: Tensor, eps
         (batch,) squared errors; their mean over rows with :math:`t` uniform is an unbiased estimate of
         :math:`L_{\\text{simple}}`.
     """
+    check_matrix("x0", x0, model.data_dim)
+    check_finite("x0", x0)
+    if eps.shape != x0.shape:
+        raise ValueError(f"eps must have the shape of x0 {tuple(x0.shape)}, got {tuple(eps.shape)}")
+    alpha_bar = as_tensor("alpha_bar", alpha_bar)
+    if alpha_bar.shape != (model.n_steps + 1,):
+        raise ValueError(f"alpha_bar must have shape ({model.n_steps + 1},), got {tuple(alpha_bar.shape)}")
+    _check_steps(t, model.n_steps, x0.shape[0])
+    return _simple_loss(model, x0, alpha_bar, t, eps)
+
+
+def _simple_loss(model: EpsilonNet, x0: Tensor, alpha_bar: Tensor, t: Tensor, eps: Tensor) -> Tensor:
     a = alpha_bar.to(x0)[t][:, None]
     x_t = torch.sqrt(a) * x0 + torch.sqrt(1 - a) * eps
     return ((eps - model._unchecked(x_t, t)) ** 2).sum(dim=1)
@@ -306,7 +318,7 @@ def train_ddpm(model: EpsilonNet, data: Tensor, betas: Tensor, *, steps: int, lr
     for step in range(steps):
         t = torch.randint(1, model.n_steps + 1, (data.shape[0],), generator=generator, device=gen_device).to(device)
         eps = randn(tuple(data.shape), generator=generator, device=device, dtype=data.dtype)
-        loss = simple_loss(model, data, alpha_bar, t, eps).mean()
+        loss = _simple_loss(model, data, alpha_bar, t, eps).mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

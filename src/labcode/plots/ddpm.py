@@ -63,7 +63,7 @@ def plot_training(losses: Sequence[float], step_errors: Tensor, data_dim: int, *
     ax_err.set_ylabel("mean $\\|\\varepsilon - \\varepsilon_\\theta\\|^2$")
     ax_err.set_ylim(0, data_dim * 1.15)
     ax_err.set_title("(b) error per step", loc="left")
-    ax_err.legend(loc="upper right")
+    ax_err.legend(loc="center right")
     return fig
 
 
