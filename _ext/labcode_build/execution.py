@@ -151,7 +151,7 @@ def _expected_seconds(doc: str, text: str, history: dict[str, float]) -> float:
     """A notebook's expected execution time: its last measured one, else a guess from what it trains."""
     if doc in history:
         return history[doc]
-    training = len(re.findall(r"\b(?:fit_vae|analyze_beta_vae|train_vae|reference_vae|beta_sweep)\(", text))
+    training = len(re.findall(r"\b(?:fit_\w+|train_\w+|reference_\w+|analyze_beta_vae|beta_sweep)\(", text))
     return 3.0 + 6.0 * training + 0.01 * len(text.splitlines())
 
 
