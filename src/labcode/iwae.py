@@ -8,16 +8,16 @@ importance weights are
 
 .. math:: \\log w_k = \\log p_\\theta(x \\mid z_k) + \\log p(z_k) - \\log q_\\phi(z_k \\mid x),
 
-and :math:`\\log \\hat Z_K = \\log \\frac1K \\sum_k w_k` is an unbiased estimate of the IWAE bound
-:math:`\\mathcal L_K = \\mathbb E[\\log \\hat Z_K]` (:func:`labcode.importance.iwae_bound`;
-:math:`\\mathcal L_1` is the ELBO). Its reparameterised gradient is the self-normalised average
+and :math:`\\log \\widehat Z_K = \\log \\frac1K \\sum_k w_k` is an unbiased estimate of the IWAE bound
+:math:`\\mathcal L^{\\mathrm{IW}}_K = \\mathbb E[\\log \\widehat Z_K]` (:func:`labcode.importance.iwae_bound`;
+:math:`\\mathcal L^{\\mathrm{IW}}_1` is the ELBO). Its reparameterised gradient is the self-normalised average
 
-.. math:: \\nabla \\log \\hat Z_K = \\sum_{k=1}^K \\tilde w_k\\, \\nabla \\log w_k, \\qquad
+.. math:: \\nabla \\log \\widehat Z_K = \\sum_{k=1}^K \\tilde w_k\\, \\nabla \\log w_k, \\qquad
           \\tilde w_k = \\frac{w_k}{\\sum_j w_j},
 
 the IWAE gradient. For the encoder, the doubly reparameterised estimator (DReG) of Tucker et al.
 replaces it by :math:`\\sum_k \\tilde w_k^2\\, \\frac{\\partial \\log w_k}{\\partial z_k}\\frac{\\partial z_k}{\\partial \\phi}`
-(same expectation). This module trains a :class:`labcode.VAE` on :math:`-\\frac1N \\sum_i \\log \\hat Z_K(x_i)`
+(same expectation). This module trains a :class:`labcode.VAE` on :math:`-\\frac1N \\sum_i \\log \\widehat Z_K(x_i)`
 and measures the signal-to-noise ratio :math:`|\\mathbb E[g]| / \\operatorname{sd}[g]` of either estimator, per
 parameter, from many independent draws at fixed parameters.
 """
@@ -88,9 +88,9 @@ def _check_noise(model: VAE, x: Tensor, eps: Tensor) -> None:
 
 
 def iwae_objective(model: VAE, x: Tensor, eps: Tensor) -> Tensor:
-    """:math:`\\log \\hat Z_K(x_i) = \\operatorname{logsumexp}_k \\log w_{ik} - \\log K` per point, differentiable.
+    """:math:`\\log \\widehat Z_K(x_i) = \\operatorname{logsumexp}_k \\log w_{ik} - \\log K` per point, differentiable.
 
-    An unbiased estimate of :math:`\\mathcal L_K(x_i)`; with :math:`K = 1` it is the one-sample ELBO
+    An unbiased estimate of :math:`\\mathcal L^{\\mathrm{IW}}_K(x_i)`; with :math:`K = 1` it is the one-sample ELBO
     :math:`\\log p_\\theta(x \\mid z) + \\log p(z) - \\log q_\\phi(z \\mid x)` (the prior KL estimated
     by the same sample rather than in closed form).
 
@@ -110,7 +110,7 @@ def iwae_objective(model: VAE, x: Tensor, eps: Tensor) -> Tensor:
 
 def train_iwae(model: VAE, data: Tensor, *, n_samples: int, steps: int, lr: float,
                generator: torch.Generator | None = None, progress: bool = False) -> dict[str, list[float]]:
-    """Full-batch Adam on :math:`-\\frac1N \\sum_i \\log \\hat Z_K(x_i)` with a cosine-decayed learning rate.
+    """Full-batch Adam on :math:`-\\frac1N \\sum_i \\log \\widehat Z_K(x_i)` with a cosine-decayed learning rate.
 
     The optimiser and schedule are those of :func:`labcode.train_vae` (Adam, ``CosineAnnealingLR``
     over ``steps``); each step draws fresh noise :math:`\\varepsilon` of shape (N, K, d) from
@@ -126,7 +126,7 @@ def train_iwae(model: VAE, data: Tensor, *, n_samples: int, steps: int, lr: floa
         progress: show a tqdm progress bar.
 
     Returns:
-        ``{"bound": [...]}``, the batch mean of :math:`\\log \\hat Z_K` before each step's update.
+        ``{"bound": [...]}``, the batch mean of :math:`\\log \\widehat Z_K` before each step's update.
     """
     check_positive_int("n_samples", n_samples)
     check_positive_int("steps", steps)
@@ -185,7 +185,7 @@ def iwae_models(data: Tensor, sample_sizes: Sequence[int], cfg: VAEConfig, *, st
     """One VAE per :math:`K` in ``sample_sizes``, each by :func:`fit_iwae` with the same ``cfg`` and ``start``.
 
     Every run has the same initialisation (or starting model), steps, learning-rate schedule and
-    noise seed, so the runs differ only in the objective :math:`\\mathcal L_K`. Trainings go through
+    noise seed, so the runs differ only in the objective :math:`\\mathcal L^{\\mathrm{IW}}_K`. Trainings go through
     :func:`labcode.store.cached_training`, keyed also by the starting parameters and the source of
     :data:`IWAE_MODULES`, so within a build each run is trained once.
 
@@ -241,10 +241,10 @@ def _point_objective(template: VAE, estimator: str, params: dict[str, Tensor], x
 
 def gradient_draws(model: VAE, x: Tensor, n_samples: int, n_draws: int, *, estimator: str = "iwae",
                    generator: torch.Generator | None = None) -> dict[str, Tensor]:
-    """Independent draws of a gradient estimator of :math:`\\nabla \\mathcal L_K(x_i)`, per point and per parameter, at fixed parameters.
+    """Independent draws of a gradient estimator of :math:`\\nabla \\mathcal L^{\\mathrm{IW}}_K(x_i)`, per point and per parameter, at fixed parameters.
 
     Draw :math:`r` of point :math:`i` uses its own noise :math:`\\varepsilon^{(r)}_{i,1:K}` and is,
-    for ``estimator="iwae"``, :math:`g^{(r)}_i = \\nabla \\log \\hat Z_K(x_i) = \\sum_k \\tilde w_k \\nabla \\log w_k`;
+    for ``estimator="iwae"``, :math:`g^{(r)}_i = \\nabla \\log \\widehat Z_K(x_i) = \\sum_k \\tilde w_k \\nabla \\log w_k`;
     for ``"dreg"`` the encoder's entries are the doubly reparameterised
     :math:`\\sum_k \\tilde w_k^2 \\frac{\\partial \\log w_k}{\\partial z_k}\\frac{\\partial z_k}{\\partial\\phi}` and
     the decoder's the IWAE ones. All draws come from one ``torch.func.vmap`` of ``torch.func.grad``
