@@ -13,7 +13,7 @@ from scipy import integrate, stats
 from torch.distributions import Categorical, MixtureSameFamily, Normal
 
 from helpers import mixtures, random_linear
-from labcode.gaussian import GaussianMixture1D, LinearGaussianModel
+from labcode.gaussian import GaussianMixture1D, GaussianMixture2D, LinearGaussianModel
 
 
 @given(mixtures())
@@ -71,3 +71,32 @@ def test_linear_gaussian_checks_shapes() -> None:
         LinearGaussianModel(torch.zeros(3, 2), torch.zeros(2), 1.0).log_evidence(torch.zeros(1, 2))
     with pytest.raises(ValueError, match="noise_std"):
         LinearGaussianModel(torch.zeros(2, 2), torch.zeros(2), 0.0).posterior(torch.zeros(1, 2))
+
+
+def test_mixture_log_prob_works_elementwise_on_any_shape() -> None:
+    mixture = GaussianMixture1D(torch.tensor([0.3, 0.7]), torch.tensor([-1.0, 2.0]), torch.tensor([0.5, 1.5]))
+    x = torch.linspace(-3, 3, 6).reshape(2, 3)
+    values = mixture.log_prob(x)
+    assert values.shape == (2, 3)
+    torch.testing.assert_close(values.flatten(), mixture.log_prob(x.flatten()))
+
+
+def test_2d_mixture_rejects_bad_shapes_and_asymmetric_covariances() -> None:
+    weights, means, covs = torch.tensor([0.5, 0.5]), torch.zeros(2, 2), torch.eye(2).expand(2, 2, 2).clone()
+    with pytest.raises(ValueError, match="shapes"):
+        GaussianMixture2D(weights, torch.zeros(2, 3), covs)
+    with pytest.raises(ValueError, match="shapes"):
+        GaussianMixture2D(weights, means, torch.eye(3).expand(2, 3, 3))
+    asymmetric = covs.clone()
+    asymmetric[0, 0, 1] = 0.5
+    with pytest.raises(ValueError, match="covs"):
+        GaussianMixture2D(weights, means, asymmetric)
+
+
+def test_2d_mixture_log_prob_follows_the_dtype_of_its_argument() -> None:
+    mixture = GaussianMixture2D(torch.tensor([0.6, 0.4], dtype=torch.float64), torch.tensor([[-1.0, 0.0], [1.0, 0.5]],
+                                dtype=torch.float64), torch.tensor([[[1.0, 0.3], [0.3, 0.5]], [[0.4, 0.0], [0.0, 0.9]]],
+                                                                   dtype=torch.float64))
+    z = torch.tensor([[0.2, -0.1], [1.5, 0.3]])
+    assert mixture.log_prob(z).dtype == torch.float32
+    torch.testing.assert_close(mixture.log_prob(z), mixture.log_prob(z.double()).float())

@@ -176,3 +176,40 @@ def test_iwae_monotonicity_with_common_random_numbers() -> None:
     assert values[-1] < s**2 / 2
     with pytest.raises(ValueError, match="log_weights"):
         leave_one_out_bound(torch.zeros(3, 1))
+
+
+def test_iwae_bound_of_one_block_has_no_standard_error_and_two_blocks_have_one() -> None:
+    log_w = torch.randn(3, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    estimate, stderr = iwae_bound(log_w, 8)
+    assert torch.isnan(stderr).all()
+    torch.testing.assert_close(estimate, torch.logsumexp(log_w, dim=-1) - math.log(8))
+    _, stderr_two = iwae_bound(log_w, 4)
+    assert torch.isfinite(stderr_two).all() and (stderr_two > 0).all()
+
+
+def test_iwae_and_leave_one_out_bounds_batch_over_leading_axes() -> None:
+    log_w = torch.randn(2, 3, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    estimate, stderr = iwae_bound(log_w, 2)
+    loo = leave_one_out_bound(log_w)
+    assert estimate.shape == stderr.shape == loo.shape == (2, 3)
+    for i, j in itertools.product(range(2), range(3)):
+        one, one_se = iwae_bound(log_w[i, j], 2)
+        torch.testing.assert_close(estimate[i, j], one)
+        torch.testing.assert_close(stderr[i, j], one_se)
+        torch.testing.assert_close(loo[i, j], leave_one_out_bound(log_w[i, j]))
+
+
+def test_leave_one_out_bound_of_two_weights() -> None:
+    """K + 1 = 2, the smallest case: the average of the two single log-weights."""
+    log_w = torch.tensor([0.3, -1.2], dtype=torch.float64)
+    torch.testing.assert_close(leave_one_out_bound(log_w), log_w.mean())
+
+
+def test_estimator_spread_accepts_the_extreme_quantile_levels_and_two_runs_have_a_spread() -> None:
+    log_w = torch.randn(2, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    study = estimator_spread(log_w, [4, 8], probs=(0.0, 1.0))
+    assert study.repeats == [2, 1]
+    assert torch.isfinite(study.log_estimate_std[:, 0]).all() and torch.isnan(study.log_estimate_std[:, 1]).all()
+    estimates, _ = repeated_estimates(log_w, 4)
+    torch.testing.assert_close(study.log_estimate_quantiles[:, 0, 0], estimates.min(dim=-1).values)
+    torch.testing.assert_close(study.log_estimate_quantiles[:, 0, 1], estimates.max(dim=-1).values)

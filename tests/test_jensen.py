@@ -238,3 +238,11 @@ def test_lab_jensen_cases_are_reproducible_and_correct() -> None:
         gap = lc.jensen_gap(case.samples.double()).item()
         assert abs(gap - case.exact_gap.item()) <= 4 * jensen_gap_stderr(case.samples.double()).item()
     assert cases[0].samples.min() >= 1.0 and cases[0].samples.max() <= 4.0
+
+
+def test_uniform_gap_needs_an_interval_and_works_in_float64() -> None:
+    with pytest.raises(ValueError, match="b must be > a"):
+        uniform_jensen_gap(2.0, 2.0)
+    from_tensor = uniform_jensen_gap(torch.tensor(0.3), 3.0)      # a float32 tensor: converted, not kept
+    assert from_tensor.dtype == torch.float64
+    torch.testing.assert_close(from_tensor, uniform_jensen_gap(float(torch.tensor(0.3)), 3.0), rtol=0, atol=0)

@@ -16,7 +16,7 @@ from torch.distributions import Independent, Normal, kl_divergence
 import labcode as lc
 from helpers import bimodal, mixtures
 from labcode.gaussian import GaussianMixture1D
-from labcode.kl import monte_carlo_kl_curve, quadrature_kl
+from labcode.kl import lattice_kl, monte_carlo_kl_curve, quadrature_kl
 
 MEANS = st.floats(-10.0, 10.0)
 LOG_SIGMAS = st.floats(-4.0, 4.0)   # sigma in [0.018, 55]: variance ratios up to e^16
@@ -337,3 +337,39 @@ def test_monte_carlo_curve_rejects_bad_sizes(sizes: list[int]) -> None:
     with pytest.raises(ValueError, match="sizes must be increasing"):
         monte_carlo_kl_curve(torch.randn(100, generator=torch.Generator().manual_seed(0)),
                              Normal(0.0, 1.0).log_prob, Normal(0.0, 2.0).log_prob, sizes)
+
+
+@pytest.mark.parametrize(("call", "name"), [
+    (lambda: lc.standard_normal_kl(torch.zeros(2), "wide"), "logvar"),
+    (lambda: lc.standard_normal_kl([0.0], torch.zeros(2)), "mu"),
+    (lambda: lc.reparameterize("centre", torch.zeros(2)), "mu"),
+    (lambda: quadrature_kl(torch.zeros(3), "q", torch.linspace(0, 1, 3)), "log_q"),
+    (lambda: quadrature_kl(None, torch.zeros(3), torch.linspace(0, 1, 3)), "log_p"),
+    (lambda: lattice_kl("p", torch.zeros(9), 1.0, 3), "log_p"),
+    (lambda: lattice_kl(torch.zeros(9), "q", 1.0, 3), "log_q"),
+])
+def test_an_argument_of_the_wrong_type_is_named(call, name: str) -> None:
+    with pytest.raises(TypeError, match=rf"^{name} must be"):
+        call()
+
+
+@pytest.mark.parametrize("shapes", [((3,), (), (4,), ()), ((3,), (), (), (4,)), ((3,), (4,), (), ())])
+def test_closed_form_kl_rejects_shapes_that_do_not_broadcast(shapes) -> None:
+    mu1, sigma1, mu2, sigma2 = (torch.ones(s) for s in shapes)
+    with pytest.raises(ValueError, match="broadcast"):
+        lc.gaussian_kl_closed_form(mu1, sigma1, mu2, sigma2)
+
+
+def test_lattice_kl_checks_the_lattice_size() -> None:
+    with pytest.raises(ValueError, match="log_p must have last dimension 9"):
+        lattice_kl(torch.zeros(8), torch.zeros(9), 1.0, 3)
+    with pytest.raises(ValueError, match="log_q must have last dimension 9"):
+        lattice_kl(torch.zeros(9), torch.zeros(2, 10), 1.0, 3)
+
+
+def test_kl_curve_accepts_the_smallest_prefix_of_two() -> None:
+    x = torch.randn(10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    log_p = Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)).log_prob
+    log_q = Normal(torch.tensor(1.0, dtype=torch.float64), torch.tensor(2.0, dtype=torch.float64)).log_prob
+    curve = monte_carlo_kl_curve(x, log_p, log_q, [2, 5, 10])
+    torch.testing.assert_close(curve.estimate[0], (log_p(x[:2]) - log_q(x[:2])).mean())

@@ -376,3 +376,10 @@ def test_time_log_marginal_returns_one_positive_time_per_k() -> None:
     assert len(times) == 2 and all(t > 0 for t in times)
     with pytest.raises(ValueError, match="repeats"):
         time_log_marginal(decoder, torch.zeros(2, 2), [10], 0.5, repeats=0)
+
+
+def test_prior_samples_are_moved_to_the_requested_device() -> None:
+    """Drawn on the generator's device, then moved: checked with PyTorch's data-less "meta" device, which any
+    machine has (the CUDA case is the device-parametrised tests')."""
+    z = lc.sample_prior(4, 3, generator=torch.Generator().manual_seed(0), device="meta")
+    assert z.device.type == "meta" and z.shape == (4, 3)

@@ -13,7 +13,7 @@ from scipy import integrate, stats
 
 from helpers import linear_model
 from labcode.gaussian import LinearGaussianModel
-from labcode.quadrature import half_width_for_tail, latent_quadrature, tail_bound
+from labcode.quadrature import _children_offsets, _neighbour_max, half_width_for_tail, latent_quadrature, tail_bound
 
 F64 = torch.float64
 
@@ -117,3 +117,51 @@ def test_half_width_for_tail_is_the_smallest_box() -> None:
     assert tail_bound(a, 0.5, 2) <= log_mass < tail_bound(0.98 * a, 0.5, 2)
     with pytest.raises(ValueError, match="half_width"):
         latent_quadrature(lambda z: z, torch.zeros(1, 2, dtype=F64), 1.0, half_width=-1.0)
+
+
+def test_half_width_for_tail_uses_the_data_and_latent_sizes() -> None:
+    """The box is the smallest for the given D and d (not the defaults): checked for D = 5, d = 3."""
+    log_mass = -30.0
+    a = half_width_for_tail(log_mass, 0.4, 5, 3)
+    assert tail_bound(a, 0.4, 5, 3) <= log_mass < tail_bound(0.98 * a, 0.4, 5, 3)
+
+
+def test_the_reported_tail_bound_is_for_the_latent_size_used() -> None:
+    """With d = 1 the rule's tail bound is tail_bound(a, sigma, D, 1) relative to p(x), not the 2-D default."""
+    g = torch.Generator().manual_seed(3)
+    weight = torch.randn(2, 1, generator=g, dtype=F64)
+    x = torch.randn(3, 2, generator=g, dtype=F64)
+
+    def decoder(z: torch.Tensor) -> torch.Tensor:
+        return z @ weight.T
+
+    quad = latent_quadrature(decoder, x, 0.5, latent_dim=1, half_width=6.0, tol=1e-6)
+    expected = tail_bound(6.0, 0.5, 2, 1) - quad.log_evidence
+    torch.testing.assert_close(quad.log_tail_bound, expected, rtol=0, atol=1e-12)
+
+
+def test_encoder_outputs_in_another_dtype_give_the_same_rule() -> None:
+    """q's mean and log-variance are used in x's dtype: float32 encoder outputs with float64 data give the float64 rule."""
+    decoder, x = linear_model(2, n=3)
+    mu = torch.tensor([[0.1, -0.2], [0.3, 0.0], [-0.5, 0.4]], dtype=F64)
+    logvar = torch.full((3, 2), -2.0, dtype=F64)
+    a = latent_quadrature(decoder, x, 0.3, q_mean=mu.float().double(), q_logvar=logvar.float().double(), tol=1e-5)
+    b = latent_quadrature(decoder, x, 0.3, q_mean=mu.float(), q_logvar=logvar.float(), tol=1e-5)
+    assert b.log_evidence.dtype == F64
+    torch.testing.assert_close(b.log_evidence, a.log_evidence, rtol=0, atol=0)
+
+
+def test_neighbour_max_spreads_a_spike_to_its_neighbours_on_every_axis() -> None:
+    values = torch.zeros(2, 5, 5)
+    values[1, 2, 3] = 1.0
+    spread = _neighbour_max(values)
+    expected = torch.zeros(2, 5, 5)
+    expected[1, 1:4, 2:5] = 1.0
+    assert torch.equal(spread, expected)
+
+
+def test_children_offsets_are_the_sub_cell_midpoints_in_the_requested_dtype() -> None:
+    offsets = _children_offsets(3, 2, F64, torch.device("cpu"))
+    axis = torch.tensor([-1 / 3, 0.0, 1 / 3], dtype=F64)
+    assert offsets.dtype == F64
+    torch.testing.assert_close(offsets, torch.cartesian_prod(axis, axis), rtol=0, atol=1e-15)
