@@ -45,7 +45,7 @@ def test_natural_parameters_give_the_posterior_of_bayes_prop_linear() -> None:
 
 @pytest.mark.parametrize("d", [1, 2, 4])
 def test_fixed_point_has_the_exact_mean_and_the_conditional_variances(d: int) -> None:
-    """After many sweeps: m = μ to 1e-10, v_j = 1/Λ_jj exactly, and 1/Λ_jj <= Σ_jj."""
+    """After many sweeps: μ = m to 1e-10, v_j = 1/Λ_jj exactly, and 1/Λ_jj <= S_jj."""
     model = random_model(2, d=d, data_dim=d + 1)
     x = points(3, 6, d + 1)
     trace = run(model, x, sweeps=400)
@@ -57,7 +57,7 @@ def test_fixed_point_has_the_exact_mean_and_the_conditional_variances(d: int) ->
 
 
 def test_two_dimensional_error_shrinks_by_rho_squared_per_sweep() -> None:
-    """d = 2: after the first sweep the error of m_2 is multiplied by ρ² = Λ_12²/(Λ_11 Λ_22) in every sweep."""
+    """d = 2: after the first sweep the error of μ_2 is multiplied by ρ² = Λ_12²/(Λ_11 Λ_22) in every sweep."""
     model = random_model(4, d=2, data_dim=2)
     x = points(5, 3, 2)
     trace = run(model, x, sweeps=8)
@@ -78,6 +78,37 @@ def test_diagonal_posterior_is_reached_in_one_sweep_with_zero_gap() -> None:
     torch.testing.assert_close(trace.means[-1], mean, rtol=1e-12, atol=1e-12)
     elbo = diagonal_gaussian_elbo(model, x, trace.means[-1], trace.variances[-1])
     torch.testing.assert_close(elbo, model.log_evidence(x), rtol=1e-12, atol=1e-12)
+
+
+@given(seed=st.integers(0, 10_000), d=st.integers(1, 4))
+def test_fixed_point_maximises_the_elbo_over_diagonal_gaussians(seed: int, d: int) -> None:
+    """Part 3 of elbo-prop-cavi-gauss: ELBO(q) < ELBO(q*) for random diagonal q ≠ q*, q* = ∏ N(m_j, 1/Λ_jj)."""
+    model = random_model(seed, d=d, data_dim=d + 1)
+    x = points(seed + 1, 1, d + 1)
+    precision, _ = linear_gaussian_natural_parameters(model, x)
+    post_mean, _ = model.posterior(x)
+    best = diagonal_gaussian_elbo(model, x, post_mean, 1 / precision.diagonal()[None])
+    gen = torch.Generator().manual_seed(seed)
+    mean = post_mean + torch.randn(200, 1, d, generator=gen, dtype=F64)
+    var = torch.exp(torch.randn(200, 1, d, generator=gen, dtype=F64)) / precision.diagonal()
+    elbo = diagonal_gaussian_elbo(model, x, mean, var)
+    assert (elbo < best).all()
+
+
+@pytest.mark.parametrize("d", [2, 3, 5])
+def test_mean_field_gap_is_the_log_determinant_of_the_rescaled_precision(d: int) -> None:
+    """elbo-cor-cavi-gap: log p(x) - ELBO(q*) = -1/2 log det(D^-1 Λ); for d = 2 it is -1/2 log(1 - ρ²)."""
+    model = random_model(20 + d, d=d, data_dim=d)
+    x = points(30 + d, 3, d)
+    precision, _ = linear_gaussian_natural_parameters(model, x)
+    post_mean, post_cov = model.posterior(x)
+    gap = model.log_evidence(x) - diagonal_gaussian_elbo(model, x, post_mean, (1 / precision.diagonal()).expand_as(post_mean))
+    expected = -0.5 * torch.logdet(precision / precision.diagonal()[:, None])
+    torch.testing.assert_close(gap, expected.expand_as(gap), rtol=1e-10, atol=1e-12)
+    if d == 2:
+        rho = post_cov[0, 1] / post_cov.diagonal().prod().sqrt()
+        torch.testing.assert_close(expected, -0.5 * torch.log1p(-rho**2), rtol=1e-12, atol=0)
+        torch.testing.assert_close(1 / precision.diagonal(), (1 - rho**2) * post_cov.diagonal(), rtol=1e-12, atol=0)
 
 
 def test_elbo_equals_log_evidence_minus_kl_from_torch_distributions(device: torch.device, dtype: torch.dtype,

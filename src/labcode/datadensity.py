@@ -4,7 +4,8 @@ By the definition of the spiral (chapter "Setup and the spiral data", ``def-spir
 :math:`i` of a draw is :math:`c(\\tau_i) + \\sigma_{\\text{data}}\\,\\varepsilon_i` with
 :math:`c(\\tau) = (\\tau\\cos\\tau,\\ \\tau\\sin\\tau)`, the curve parameters on a fixed grid
 :math:`\\tau_i = 3\\pi\\, i/(N-1)` (they are not drawn at random) and :math:`\\varepsilon_i \\sim \\mathcal N(0, I_2)`.
-A point taken at a uniformly random index :math:`i` therefore has the density
+The points of a draw are independent but not identically distributed; the point at a uniformly
+random index :math:`i` has the density
 
 .. math:: p_{\\text{data}}(x) = \\frac1N \\sum_{i=0}^{N-1} \\mathcal N\\big(x;\\ c(\\tau_i),\\ \\sigma_{\\text{data}}^2 I_2\\big),
 
@@ -32,7 +33,8 @@ _BLOCK = 4096
 
 @dataclass(frozen=True)
 class SpiralDensity:
-    """:math:`p_{\\text{data}}(x) = \\frac1N \\sum_i \\mathcal N(x;\\ c(\\tau_i),\\ \\sigma_{\\text{data}}^2 I_2)`, the law of one spiral point.
+    """:math:`p_{\\text{data}}(x) = \\frac1N \\sum_i \\mathcal N(x;\\ c(\\tau_i),\\ \\sigma_{\\text{data}}^2 I_2)`, the law of the
+    point at a uniformly random index of a freshly drawn spiral.
 
     Attributes:
         n: the number of grid points :math:`N` of the curve (``SpiralSpec.n``), > 0.

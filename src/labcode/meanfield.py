@@ -8,14 +8,15 @@ factorised :math:`q(z) = \\prod_j q_j(z_j)`, with every factor but :math:`q_j` h
 When the log-joint is a quadratic in :math:`z` with a positive definite precision :math:`\\Lambda`,
 
 .. math:: \\log p(x, z) = -\\tfrac12 z^\\top \\Lambda z + h^\\top z + \\text{const}, \\qquad
-          p(z \\mid x) = \\mathcal N(\\mu, \\Lambda^{-1}),\\ \\mu = \\Lambda^{-1} h,
+          p(z \\mid x) = \\mathcal N(m, S),\\ S = \\Lambda^{-1},\\ m = \\Lambda^{-1} h,
 
-the optimal factor is :math:`q_j = \\mathcal N(m_j, 1/\\Lambda_{jj})` with
+the optimal factor is :math:`q_j = \\mathcal N(\\mu_j, 1/\\Lambda_{jj})` with
 
-.. math:: m_j = \\frac{h_j - \\sum_{k \\ne j} \\Lambda_{jk} m_k}{\\Lambda_{jj}}
-              = \\mu_j - \\Lambda_{jj}^{-1} \\sum_{k \\ne j} \\Lambda_{jk} (m_k - \\mu_k),
+.. math:: \\mu_j = \\frac{h_j - \\sum_{k \\ne j} \\Lambda_{jk} \\mu_k}{\\Lambda_{jj}}
+              = m_j - \\Lambda_{jj}^{-1} \\sum_{k \\ne j} \\Lambda_{jk} (\\mu_k - m_k),
 
-one Gauss–Seidel step for :math:`\\Lambda m = h`: a sweep over :math:`j` needs no matrix inverse. For the
+one Gauss–Seidel step for :math:`\\Lambda \\mu = h`: a sweep over :math:`j` needs no matrix inverse.
+(Letters as in the chapter: :math:`m, S` the posterior's mean and covariance, :math:`\\mu_j, v_j` a factor's.) For the
 linear-Gaussian model (chapter "Bayes' rule", ``bayes-prop-linear``),
 :math:`\\Lambda = I_d + W^\\top W/\\sigma_x^2` and :math:`h = W^\\top (x - b)/\\sigma_x^2`.
 """
@@ -34,10 +35,10 @@ from .gaussian import LinearGaussianModel, gaussian_log_density
 
 @dataclass(frozen=True)
 class MeanFieldTrace:
-    """The factors of :math:`q = \\prod_j \\mathcal N(m_j, v_j)` after every coordinate update of :func:`cavi_gaussian`.
+    """The factors of :math:`q = \\prod_j \\mathcal N(\\mu_j, v_j)` after every coordinate update of :func:`cavi_gaussian`.
 
     Attributes:
-        means: (U + 1, B, d) :math:`m` after each of the :math:`U = \\text{sweeps} \\cdot d` updates; row 0 is the start.
+        means: (U + 1, B, d) :math:`\\mu` after each of the :math:`U = \\text{sweeps} \\cdot d` updates; row 0 is the start.
         variances: (U + 1, B, d) :math:`v` likewise.
         coordinate: (U + 1,) the coordinate :math:`j` updated to reach each row (-1 for the start).
     """
@@ -87,13 +88,13 @@ def _check_precision(precision: Tensor) -> None:
 
 
 def cavi_gaussian(precision: Tensor, shift: Tensor, init_mean: Tensor, init_var: Tensor, sweeps: int) -> MeanFieldTrace:
-    """Coordinate ascent on the ELBO over :math:`q = \\prod_j \\mathcal N(m_j, v_j)` for the target
+    """Coordinate ascent on the ELBO over :math:`q = \\prod_j \\mathcal N(\\mu_j, v_j)` for the target
     :math:`\\log p(x, z) = -\\tfrac12 z^\\top \\Lambda z + h^\\top z + \\text{const}`.
 
     Each update :math:`j = 1, \\dots, d` (in order, ``sweeps`` times) sets :math:`v_j = 1/\\Lambda_{jj}` and
-    :math:`m_j = (h_j - \\sum_{k \\ne j} \\Lambda_{jk} m_k)/\\Lambda_{jj}`, the exact maximiser of the ELBO over
-    :math:`q_j` with the other factors fixed; the ELBO never decreases, and the means converge to
-    :math:`\\mu = \\Lambda^{-1} h` (Gauss–Seidel). Batched over :math:`B` targets that share :math:`\\Lambda`
+    :math:`\\mu_j = (h_j - \\sum_{k \\ne j} \\Lambda_{jk} \\mu_k)/\\Lambda_{jj}`, the exact maximiser of the ELBO over
+    :math:`q_j` with the other factors fixed; the ELBO never decreases, and the means converge to the
+    posterior mean :math:`m = \\Lambda^{-1} h` (Gauss–Seidel). Batched over :math:`B` targets that share :math:`\\Lambda`
     (one per data point of a linear-Gaussian model).
 
     Args:
@@ -137,15 +138,15 @@ def cavi_gaussian(precision: Tensor, shift: Tensor, init_mean: Tensor, init_var:
 
 def diagonal_gaussian_elbo(model: LinearGaussianModel, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
     """:math:`\\mathrm{ELBO}(x; q) = \\mathbb E_q[\\log p(x \\mid z)] + \\mathbb E_q[\\log p(z)] + H[q]` for the
-    linear-Gaussian model and :math:`q = \\mathcal N(m, \\operatorname{diag} v)`, each term in closed form:
+    linear-Gaussian model and :math:`q = \\mathcal N(\\mu, \\operatorname{diag} v)`, each term in closed form:
 
-    .. math:: \\mathbb E_q[\\log p(x \\mid z)] = \\log \\mathcal N(x;\\ Wm + b,\\ \\sigma_x^2 I_D) - \\frac{1}{2\\sigma_x^2} \\sum_j \\|w_j\\|^2 v_j,
+    .. math:: \\mathbb E_q[\\log p(x \\mid z)] = \\log \\mathcal N(x;\\ W\\mu + b,\\ \\sigma_x^2 I_D) - \\frac{1}{2\\sigma_x^2} \\sum_j \\|w_j\\|^2 v_j,
 
-    .. math:: \\mathbb E_q[\\log p(z)] = -\\tfrac12\\big(\\|m\\|^2 + \\textstyle\\sum_j v_j\\big) - \\tfrac d2 \\log 2\\pi, \\qquad
+    .. math:: \\mathbb E_q[\\log p(z)] = -\\tfrac12\\big(\\|\\mu\\|^2 + \\textstyle\\sum_j v_j\\big) - \\tfrac d2 \\log 2\\pi, \\qquad
               H[q] = \\tfrac12 \\textstyle\\sum_j \\log(2\\pi e\\, v_j),
 
     with :math:`w_j` the :math:`j`-th column of :math:`W` (the first line because
-    :math:`\\mathbb E_q\\|x - b - Wz\\|^2 = \\|x - b - Wm\\|^2 + \\sum_j \\|w_j\\|^2 v_j`).
+    :math:`\\mathbb E_q\\|x - b - Wz\\|^2 = \\|x - b - W\\mu\\|^2 + \\sum_j \\|w_j\\|^2 v_j`).
 
     Args:
         model: the linear-Gaussian model.

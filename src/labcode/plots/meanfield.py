@@ -23,7 +23,7 @@ def _ellipses(ax: Axes, mean: np.ndarray, cov: np.ndarray, colour: str, ls: str,
 @styled
 def plot_cavi(means: Tensor, variances: Tensor, post_mean: Tensor, post_cov: Tensor, deficit: Tensor,
               sweep_ends: Tensor, rate: float) -> Figure:
-    """(a) The exact posterior :math:`\\mathcal N(\\mu, \\Lambda^{-1})` (solid) and the mean-field fit that CAVI
+    """(a) The exact posterior :math:`\\mathcal N(m, S)`, :math:`S = \\Lambda^{-1}` (solid) and the mean-field fit that CAVI
     reaches (dashed), with the path of the means over the coordinate updates (start: dot);
     (b) how far the ELBO is below its value at the fixed point after every coordinate update (log axis, sweep
     ends marked), with the prediction that the distance shrinks by the factor ``rate`` per sweep (dashed).
