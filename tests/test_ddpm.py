@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +25,7 @@ from labcode.ddpm import (
     epsilon_errors,
     epsilon_weights,
     fit_ddpm,
+    mixture_noise_posterior_mean,
     reference_ddpm,
     reverse_mean,
     reverse_variances,
@@ -204,6 +207,79 @@ def test_best_variances_minimise_the_bound():
     assert (best[1:] >= reverse_variances(BETAS, "posterior")[1:]).all()
 
 
+def _mixture_sample(centres, noise, n, g):
+    index = torch.randint(len(centres), (n,), generator=g)
+    return centres[index] + noise * torch.randn(n, centres.shape[1], generator=g, dtype=torch.float64)
+
+
+def test_mixture_noise_posterior_mean_for_one_standard_component_is_linear():
+    """x_0 ~ N(0, I): E[eps | x_t] = sqrt(1 - alpha_bar_t) x_t (the stationary chain's exact predictor)."""
+    g = torch.Generator().manual_seed(5)
+    x_t = torch.randn(50, 3, generator=g, dtype=torch.float64)
+    t = torch.randint(1, 11, (50,), generator=g)
+    alpha_bar = alpha_bar_schedule(BETAS)
+    expected = torch.sqrt(1 - alpha_bar[t])[:, None] * x_t
+    got = mixture_noise_posterior_mean(x_t, t, BETAS, torch.zeros(1, 3, dtype=torch.float64), 1.0)
+    torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("t", [1, 4, 10])
+def test_mixture_noise_posterior_mean_against_quadrature(t):
+    """One dimension, three components: E[eps | x_t] = (x_t - sqrt(a) E[x_0 | x_t]) / sqrt(1 - a) by SciPy quad."""
+    from scipy import integrate, stats
+    centres, noise = torch.tensor([[-2.0], [0.5], [3.0]], dtype=torch.float64), 0.4
+    a = alpha_bar_schedule(BETAS)[t].item()
+
+    def density(x0, x_t):
+        prior = sum(stats.norm.pdf(x0, c, noise) for c in centres[:, 0].tolist()) / len(centres)
+        return prior * stats.norm.pdf(x_t, math.sqrt(a) * x0, math.sqrt(1 - a))
+
+    points = torch.tensor([[-2.5], [-0.3], [0.9], [2.2]], dtype=torch.float64)
+    expected = []
+    for x_t in points[:, 0].tolist():
+        mass = integrate.quad(density, -10, 10, args=(x_t,), points=[-2, 0.5, 3], limit=200)[0]
+        mean = integrate.quad(lambda x0, x_t=x_t: x0 * density(x0, x_t), -10, 10, points=[-2, 0.5, 3], limit=200)[0]
+        expected.append((x_t - math.sqrt(a) * mean / mass) / math.sqrt(1 - a))
+    got = mixture_noise_posterior_mean(points, torch.full((4,), t), BETAS, centres, noise)
+    torch.testing.assert_close(got[:, 0], torch.tensor(expected, dtype=torch.float64), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("spread", [0.3, 3.0])
+def test_best_mean_variance_lies_within_the_bounds(spread):
+    """ddpm-prop-variance-bounds: with the best mean, sigma~_t^2 <= s*_t <= f(u_{t-1}) < (1 - alpha_t)/alpha_t,
+    and s*_t <= 1 - alpha_t for data of at most unit variance per coordinate."""
+    g = torch.Generator().manual_seed(6)
+    centres = spread * torch.randn(6, 2, generator=g, dtype=torch.float64)
+    noise, n = 0.2, 20_000
+    x0 = _mixture_sample(centres, noise, n, g)
+    v = x0.var(dim=0).mean().item()                                          # tr Cov(x_0) / D
+    alpha_bar = alpha_bar_schedule(BETAS)
+    posterior = reverse_variances(BETAS, "posterior")
+    for t in range(2, 11):
+        a, beta = alpha_bar[t].item(), BETAS[t - 1].item()
+        eps = torch.randn(n, 2, generator=g, dtype=torch.float64)
+        x_t = math.sqrt(a) * x0 + math.sqrt(1 - a) * eps
+        err = ((eps - mixture_noise_posterior_mean(x_t, torch.full((n,), t), BETAS, centres, noise)) ** 2).sum(1)
+        scale = beta**2 / ((1 - beta) * (1 - a)) / 2                      # A_t / D per unit of error
+        best, best_se = posterior[t - 1].item() + scale * err.mean().item(), scale * err.std().item() / math.sqrt(n)
+        u = alpha_bar[t - 1].item() * v + 1 - alpha_bar[t - 1].item()
+        bound = u * beta / ((1 - beta) * u + beta)
+        assert posterior[t - 1].item() < best < bound + 3 * best_se
+        assert bound < beta / (1 - beta)
+        if v <= 1:
+            assert best < beta + 3 * best_se
+    assert (v <= 1) == (spread < 1)                                         # both cases are exercised
+
+
+@pytest.mark.book
+def test_chapter_quotes_the_elbo_chapters_kl(built_book: Path):
+    """The chapter recomputes the ELBO chapter's estimate of KL(p_data || p_theta) to compare it with its own;
+    the recomputation must be the value that chapter prints (up to the quadrature lattice's rounding)."""
+    glued = json.loads((built_book / "glued-values.json").read_text())
+    assert glued["book/ddpm"]["ddpm_kl_elbo"] == pytest.approx(glued["book/elbo"]["mlkl_kl_model"], abs=1e-3)
+    assert glued["book/ddpm"]["ddpm_kl_elbo_se"] == pytest.approx(glued["book/elbo"]["mlkl_kl_model_se"], abs=1e-3)
+
+
 # --- the network, training and sampling ---------------------------------------------------------
 
 def test_time_embedding():
@@ -214,6 +290,8 @@ def test_time_embedding():
     freqs = 10.0 ** (-torch.arange(3) / 3)
     torch.testing.assert_close(code[2, :3], torch.sin(7 * freqs))
     torch.testing.assert_close(code[2, 3:], torch.cos(7 * freqs))
+    # the docstring's lowest frequency: period^(2/dim) radians over `period` steps
+    assert freqs[-1].item() * 10.0 == pytest.approx(10.0 ** (2 / 6))
 
 
 def test_training_is_deterministic_and_lowers_the_loss():
@@ -348,3 +426,12 @@ def test_input_validation():
         simple_loss(model, x, alpha_bar_schedule(BETAS)[:5], torch.ones(3, dtype=torch.long), x)
     with pytest.raises(ValueError, match="errors must have a positive mean"):
         best_reverse_variances(torch.zeros(2, 3, 10), BETAS, 2)
+    ones = torch.ones(3, dtype=torch.long)
+    with pytest.raises(ValueError, match="centres must have 2 columns"):
+        mixture_noise_posterior_mean(x, ones, BETAS, torch.zeros(4, 3), 0.1)
+    with pytest.raises(ValueError, match="centres must have at least one row"):
+        mixture_noise_posterior_mean(x, ones, BETAS, torch.zeros(0, 2), 0.1)
+    with pytest.raises(ValueError, match="noise must be a finite number > 0"):
+        mixture_noise_posterior_mean(x, ones, BETAS, torch.zeros(4, 2), 0.0)
+    with pytest.raises(ValueError, match=r"t must lie in \[1, 10\]"):
+        mixture_noise_posterior_mean(x, ones * 11, BETAS, torch.zeros(4, 2), 0.1)

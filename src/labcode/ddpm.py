@@ -17,11 +17,12 @@ weighted squared error in :math:`\\varepsilon` plus a constant,
 .. math:: \\lambda_t\\, \\mathbb E\\,\\|\\varepsilon - \\varepsilon_\\theta(x_t, t)\\|^2 + c_t, \\qquad
           \\lambda_t = \\frac{(1 - \\alpha_t)^2}{2 \\sigma_t^2\\, \\alpha_t\\, (1 - \\bar\\alpha_t)},
 
-with :math:`c_t = \\frac D2 (r_t - 1 - \\log r_t)`, :math:`r_t = \\tilde\\sigma_t^2 / \\sigma_t^2`, for
+with :math:`c_t = \\frac D2 (\\omega_t - 1 - \\log \\omega_t)`, :math:`\\omega_t = \\tilde\\sigma_t^2 / \\sigma_t^2`, for
 :math:`t \\ge 2` and :math:`c_1 = \\frac D2 \\log(2\\pi\\sigma_1^2)`. Training uses
 :math:`L_{\\text{simple}} = \\mathbb E_{t, \\varepsilon} \\|\\varepsilon - \\varepsilon_\\theta(x_t, t)\\|^2` with
-:math:`t` uniform on :math:`\\{1, \\dots, T\\}`: the same terms with the weights :math:`\\lambda_t`
-replaced by :math:`1/T`.
+:math:`t` uniform on :math:`\\{1, \\dots, T\\}`: the same squared errors with the weights :math:`\\lambda_t`
+replaced by :math:`1/T`, and without the constants :math:`c_t` and the prior term :math:`L_T` (neither depends
+on the network).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from torch import Tensor, nn
 from ._checks import as_tensor, check_finite, check_matrix, check_positive_int, randn
 from .diffusion import alpha_bar_schedule, linear_beta_schedule, prior_matching_kl
 from .store import cached_training, code_fingerprint
+
+#: rows per block in :func:`mixture_noise_posterior_mean` (bounds the (rows, K) matrix of distances)
+_BLOCK = 4096
 
 #: the variance choices of Ho et al. (2020, section 3.2): the forward step's 1 - alpha_t, or the posterior's
 VARIANCE_KINDS = ("forward", "posterior")
@@ -100,8 +104,10 @@ def reverse_variances(betas: Tensor, kind: str) -> Tensor:
 
     ``"forward"``: :math:`\\sigma_t^2 = 1 - \\alpha_t`. ``"posterior"``: :math:`\\sigma_t^2 = \\tilde\\sigma_t^2
     = \\frac{1 - \\bar\\alpha_{t-1}}{1 - \\bar\\alpha_t}(1 - \\alpha_t)` for :math:`t \\ge 2`. The posterior
-    variance of step 1 is :math:`\\tilde\\sigma_1^2 = 0`, which a Gaussian decoder cannot have, so both
-    choices use :math:`\\sigma_1^2 = 1 - \\alpha_1` at :math:`t = 1`.
+    variance of step 1 is :math:`\\tilde\\sigma_1^2 = 0` (the forward posterior
+    :math:`q(x_0 \\mid x_1, x_0)` is a point mass), which a Gaussian decoder cannot have, so both choices use
+    :math:`\\sigma_1^2 = 1 - \\alpha_1` at :math:`t = 1`. (Ho et al.'s code uses :math:`\\tilde\\sigma_2^2` there
+    in its posterior choice.)
 
     Args:
         betas: (T,) noise variances :math:`1 - \\alpha_t` in (0, 1).
@@ -138,7 +144,7 @@ def bound_constants(betas: Tensor, sigma2: Tensor, data_dim: int) -> Tensor:
     """The constants :math:`c_t` of the bound's terms, :math:`t = 1, \\dots, T`.
 
     .. math:: c_1 = \\tfrac D2 \\log(2\\pi\\sigma_1^2), \\qquad
-              c_t = \\tfrac D2\\big(r_t - 1 - \\log r_t\\big),\\ r_t = \\tilde\\sigma_t^2/\\sigma_t^2 \\quad (t \\ge 2).
+              c_t = \\tfrac D2\\big(\\omega_t - 1 - \\log \\omega_t\\big),\\ \\omega_t = \\tilde\\sigma_t^2/\\sigma_t^2 \\quad (t \\ge 2).
 
     :math:`c_t = 0` for :math:`t \\ge 2` exactly when :math:`\\sigma_t^2 = \\tilde\\sigma_t^2`.
 
@@ -152,8 +158,8 @@ def bound_constants(betas: Tensor, sigma2: Tensor, data_dim: int) -> Tensor:
     sigma2 = _check_sigma2(sigma2, betas)
     check_positive_int("data_dim", data_dim)
     posterior = (1 - alpha_bar[:-1]) / (1 - alpha_bar[1:]) * betas
-    log_ratio = torch.log(posterior[1:]) - torch.log(sigma2[1:])                  # log r_t, t >= 2
-    variance_terms = 0.5 * data_dim * (torch.expm1(log_ratio) - log_ratio)        # D/2 (r - 1 - log r)
+    log_ratio = torch.log(posterior[1:]) - torch.log(sigma2[1:])                  # log omega_t, t >= 2
+    variance_terms = 0.5 * data_dim * (torch.expm1(log_ratio) - log_ratio)        # D/2 (omega - 1 - log omega)
     decoder = 0.5 * data_dim * torch.log(2 * math.pi * sigma2[:1])                # D/2 log(2 pi sigma_1^2)
     return torch.cat([decoder, variance_terms])
 
@@ -182,15 +188,18 @@ def reverse_mean(x_t: Tensor, t: Tensor, eps_hat: Tensor, betas: Tensor) -> Tens
 
 
 def time_embedding(t: Tensor, dim: int, period: float) -> Tensor:
-    """Sinusoidal embedding of integer steps: :math:`(\\sin \\omega_k t, \\cos \\omega_k t)_{k < \\text{dim}/2}`.
+    """Sinusoidal embedding of integer steps: :math:`(\\sin \\nu_k t, \\cos \\nu_k t)_{k < \\text{dim}/2}`.
 
-    The frequencies are geometric, :math:`\\omega_k = \\text{period}^{-2k/\\text{dim}}`, from 1 radian per
-    step down to about one turn over ``period`` steps (the Transformer's position code, as in DDPM).
+    The frequencies are geometric, :math:`\\nu_k = \\text{period}^{-2k/\\text{dim}}` radians per step for
+    :math:`k = 0, \\dots, \\text{dim}/2 - 1`: from 1 radian per step down to
+    :math:`\\text{period}^{-1 + 2/\\text{dim}}`, which turns by :math:`\\text{period}^{2/\\text{dim}}` radians over
+    ``period`` steps (about 1.8 radians, under a third of a turn, for period 100 and dim 16). This is the
+    Transformer's position code, which DDPM also uses, with ``period`` in place of its 10000.
 
     Args:
         t: (batch,) integer steps.
         dim: even embedding size (> 0).
-        period: the longest scale in steps (> 1), e.g. :math:`T`.
+        period: the base of the geometric ladder of frequencies (> 1), e.g. :math:`T`.
 
     Returns:
         (batch, dim) float32 on the device of ``t``.
@@ -464,7 +473,10 @@ def best_reverse_variances(errors: Tensor, betas: Tensor, data_dim: int) -> Tens
     = \\frac{(1-\\alpha_t)^2}{\\alpha_t (1 - \\bar\\alpha_t)} \\mathbb E\\|\\varepsilon - \\varepsilon_\\theta\\|^2` is smallest at
     :math:`\\sigma_t^2 = \\tilde\\sigma_t^2 + A_t / D`; the decoder term :math:`\\frac{A_1}{2\\sigma^2} + \\frac D2
     \\log(2\\pi\\sigma^2)` at :math:`\\sigma_1^2 = A_1 / D`. :math:`\\mathbb E` is the mean over all entries of
-    ``errors`` (draws and points) at each step.
+    ``errors`` (draws and points) at each step. These are the best variances for the network's own,
+    imperfect mean (Bao et al., ICML 2022, study this case); Analytic-DPM (Bao et al., ICLR 2022) instead
+    assumes the best mean. With the best mean the result lies between :math:`\\tilde\\sigma_t^2` and
+    :math:`(1 - \\alpha_t)/\\alpha_t` (chapter "Training a diffusion model", ``ddpm-prop-variance-bounds``).
 
     Args:
         errors: (n_draws, N, T) squared ε-errors from :func:`epsilon_errors`.
@@ -485,6 +497,57 @@ def best_reverse_variances(errors: Tensor, betas: Tensor, data_dim: int) -> Tens
     mean_error = betas**2 / ((1 - betas) * (1 - alpha_bar[1:])) * mse       # A_t
     posterior = (1 - alpha_bar[:-1]) / (1 - alpha_bar[1:]) * betas          # sigma~_t^2, 0 at t = 1
     return posterior + mean_error / data_dim
+
+
+def mixture_noise_posterior_mean(x_t: Tensor, t: Tensor, betas: Tensor, centres: Tensor, noise: float) -> Tensor:
+    """The best noise prediction :math:`\\varepsilon^*(x_t, t) = \\mathbb E[\\varepsilon \\mid x_t]` when the data law is a mixture.
+
+    For :math:`x_0 \\sim \\frac1K \\sum_k \\mathcal N(c_k, \\sigma^2 I)` (the spiral's :math:`p_{\\text{data}}` with
+    :math:`\\sigma = \\sigma_{\\text{data}}`) and :math:`x_t = \\sqrt{\\bar\\alpha_t}\\, x_0 + \\sqrt{1 - \\bar\\alpha_t}\\,
+    \\varepsilon`, given component :math:`k` the pair :math:`(\\varepsilon, x_t)` is Gaussian with
+    :math:`x_t \\sim \\mathcal N(\\sqrt{\\bar\\alpha_t}\\, c_k, v_t I)`, :math:`v_t = \\bar\\alpha_t \\sigma^2 + 1 - \\bar\\alpha_t`,
+    and :math:`\\operatorname{Cov}(\\varepsilon, x_t) = \\sqrt{1 - \\bar\\alpha_t}\\, I`. Gaussian conditioning and the
+    posterior weights :math:`w_k(x_t) \\propto \\mathcal N(x_t; \\sqrt{\\bar\\alpha_t}\\, c_k, v_t I)` of the components give
+
+    .. math:: \\mathbb E[\\varepsilon \\mid x_t] = \\frac{\\sqrt{1 - \\bar\\alpha_t}}{v_t}
+              \\Big(x_t - \\sqrt{\\bar\\alpha_t} \\sum_k w_k(x_t)\\, c_k\\Big).
+
+    It minimises :math:`\\mathbb E\\|\\varepsilon - \\varepsilon_\\theta(x_t, t)\\|^2` over all functions of :math:`x_t`
+    (chapter "Training a diffusion model", ``ddpm-prop-reweighted``), so its error is the smallest any
+    network can reach at step :math:`t` for this law.
+
+    Args:
+        x_t: (batch, D) noised points.
+        t: (batch,) integer steps in :math:`[1, T]`.
+        betas: (T,) noise variances.
+        centres: (K, D) the components' means :math:`c_k` (equal weights).
+        noise: :math:`\\sigma > 0`, the components' standard deviation.
+
+    Returns:
+        (batch, D) in float64 on the device of ``x_t``.
+    """
+    check_matrix("x_t", x_t)
+    check_finite("x_t", x_t)
+    check_matrix("centres", centres, x_t.shape[1])
+    if centres.shape[0] == 0:
+        raise ValueError("centres must have at least one row")
+    check_finite("centres", centres)
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (math.isfinite(noise) and noise > 0):
+        raise ValueError(f"noise must be a finite number > 0, got {noise!r}")
+    betas, alpha_bar = _check_betas(betas)
+    t = _check_steps(t, betas.numel(), x_t.shape[0]).to(betas.device)
+    x = x_t.double()
+    c = centres.to(device=x.device, dtype=torch.float64)
+    a = alpha_bar.double()[t].to(x.device)[:, None]                             # (batch, 1) alpha_bar_t
+    var = a * noise**2 + 1 - a                                                  # v_t
+    means = []
+    for rows in range(0, x.shape[0], _BLOCK):                                   # blocks of rows: memory only
+        xb, ab, vb = x[rows:rows + _BLOCK], a[rows:rows + _BLOCK], var[rows:rows + _BLOCK]
+        sq = (xb**2).sum(dim=1, keepdim=True) - 2 * ab.sqrt() * xb @ c.T + ab * (c**2).sum(dim=1)  # (rows, K)
+        weights = torch.softmax(-sq / (2 * vb), dim=1)                           # w_k(x_t)
+        means.append(weights @ c)                                               # sum_k w_k c_k
+    centre_mean = torch.cat(means) if means else x.new_zeros(x.shape)
+    return torch.sqrt(1 - a) / var * (x - a.sqrt() * centre_mean)
 
 
 @dataclass(frozen=True)

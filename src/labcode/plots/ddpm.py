@@ -121,7 +121,7 @@ def plot_samples(data: Tensor, curve: Tensor, samples: Mapping[str, Tensor],
     """Samples over the data, and the two-sample statistic by source.
 
     One scatter panel per entry of ``samples`` (model samples over the data in grey and the noise-free
-    curve), then a strip plot of the squared energy distances to the data, one row per entry of
+    curve), then a strip plot of the energy distances (V-statistic) to the data, one row per entry of
     ``distances`` (log scale), with each row's mean as a bar.
 
     Args:
@@ -158,6 +158,6 @@ def plot_samples(data: Tensor, curve: Tensor, samples: Mapping[str, Tensor],
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("squared energy distance to the data")
+    ax.set_xlabel("energy distance to the data")
     ax.set_title(f"({letters[len(samples)]}) distance to the data", loc="left")
     return fig
