@@ -36,6 +36,16 @@ def all_mutants() -> dict[str, int | None]:
     return result
 
 
+def forget(names: list[str]) -> None:
+    """Drop mutmut's recorded results of ``names``, so that the next run checks them again."""
+    for meta in (ROOT / "mutants").rglob("*.py.meta"):
+        data = json.loads(meta.read_text())
+        codes = data["exit_code_by_key"]
+        if any(name in codes for name in names):
+            codes.update({name: None for name in names if name in codes})
+            meta.write_text(json.dumps(data))
+
+
 def run(names: list[str], children: int, check: bool = True) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     subprocess.run([str(MUTMUT), "run", "--max-children", str(children), *names], cwd=ROOT, env=env, check=check,
@@ -62,6 +72,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--children", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--write", type=Path, help="append the result as a section of this Markdown file")
+    parser.add_argument("--retest-survivors", action="store_true",
+                        help="check the sample's surviving mutants again (after tests were added); keep the rest")
     args = parser.parse_args()
     # mutmut writes every mutant before it checks the filter, which matches none here: this only generates them
     run(["__generate_mutants_only__"], args.children, check=False)
@@ -69,6 +81,8 @@ def main() -> None:
     if not names:
         raise SystemExit("mutmut generated no mutants (see pyproject.toml, [tool.mutmut])")
     chosen = sorted(random.Random(args.seed).sample(names, args.sample)) if 0 < args.sample < len(names) else names
+    if args.retest_survivors:
+        forget([name for name in chosen if all_mutants()[name] is not None and all_mutants()[name] not in KILLED])
     run(chosen, args.children)
     codes = all_mutants()
     by_module: dict[str, Counter] = {}
