@@ -361,7 +361,9 @@ def test_collapse_experiment_runs_and_is_stored(tmp_path, monkeypatch):
     assert list(first) == [name for name, *_ in RUNS]
     assert isinstance(first["lab"]["model"], lc.VAE) and isinstance(first["plain"]["model"], SkipVAE)
     assert first["annealed"]["history"]["beta"] == kl_warmup(12, 6).tolist()
-    assert first["lab_beta0"]["history"]["beta"] == [0.0] * 12
+    for name, b in (("lab", 1.0), ("lab_beta0", 0.0), ("lab_beta1.5", 1.5), ("lab_beta2", 2.0), ("lab_beta3", 3.0)):
+        assert first[name]["history"]["beta"] == [b] * 12, name
+        assert isinstance(first[name]["model"], lc.VAE)
     assert len(list((tmp_path / "models").glob("collapse_experiment-*.pt"))) == 1
     second = collapse_experiment(data, cfg)                                       # from the store
     for name in first:

@@ -10,7 +10,8 @@ the average KL term and the **activity** of latent unit :math:`u` (Burda et al. 
 the data of the unit's posterior mean; a unit is *active* when :math:`A_u > 10^{-2}`.
 
 The collapsing model, :class:`SkipVAE`, gives the decoder a noisy copy
-:math:`\\tilde x = x + \\tau\\eta`, :math:`\\eta \\sim \\mathcal N(0, I)`, of the point it reconstructs:
+:math:`\\tilde x = x + \\omega\\eta`, :math:`\\eta \\sim \\mathcal N(0, I)`, of the point it reconstructs
+(:math:`\\omega` = ``side_noise``):
 :math:`p_\\theta(x\\mid z, \\tilde x) = \\mathcal N(x;\\ h_\\theta(z, \\tilde x),\\ \\sigma_x^2 I)`. The remedies
 change the training objective, never the ELBO the models are judged by:
 
@@ -142,8 +143,8 @@ class SkipVAE(nn.Module):
     """A VAE whose decoder also sees a noisy copy of the point,
     :math:`p_\\theta(x \\mid z, \\tilde x) = \\mathcal N(x;\\ h_\\theta(z, \\tilde x),\\ \\sigma_x^2 I)`.
 
-    :math:`\\tilde x = x + \\tau\\eta` with :math:`\\eta \\sim \\mathcal N(0, I_D)` drawn afresh at every
-    evaluation and :math:`\\tau` = ``side_noise`` fixed. Encoder (:math:`x \\mapsto (\\mu, \\log\\sigma^2)`) and
+    :math:`\\tilde x = x + \\omega\\eta` with :math:`\\eta \\sim \\mathcal N(0, I_D)` drawn afresh at every
+    evaluation and :math:`\\omega` = ``side_noise`` fixed. Encoder (:math:`x \\mapsto (\\mu, \\log\\sigma^2)`) and
     decoder (:math:`(z, \\tilde x) \\mapsto h_\\theta`) are one-hidden-layer ReLU MLPs of width ``hidden``, as in
     :class:`labcode.VAE`; ``decoder_logvar`` is one learned scalar :math:`\\log\\sigma_x^2`. Its ELBO bounds the
     conditional evidence :math:`\\log p_\\theta(x\\mid\\tilde x)`, not :math:`\\log p_\\theta(x)`.
@@ -172,7 +173,7 @@ class SkipVAE(nn.Module):
         return mu, logvar
 
     def side_input(self, x: Tensor, eta: Tensor) -> Tensor:
-        """:math:`\\tilde x = x + \\tau\\eta`; x and eta (..., data_dim)."""
+        """:math:`\\tilde x = x + \\omega\\eta`; x and eta (..., data_dim)."""
         return x + self.side_noise * eta
 
     def decode(self, z: Tensor, x_side: Tensor) -> Tensor:
@@ -340,7 +341,7 @@ def evaluate_model(model: Model, data: Tensor, *, n_samples: int = 64,
 
 @dataclass(frozen=True)
 class CollapseConfig:
-    """The chapter's runs: network sizes, budget, the skip decoder's side noise τ, the warm-up and the free-bits floor."""
+    """The chapter's runs: network sizes, budget, the skip decoder's side noise ω, the warm-up and the free-bits floor."""
 
     latent_dim: int = 2
     hidden: int = 32
@@ -352,10 +353,13 @@ class CollapseConfig:
     seed: int = 0
 
 
-#: the runs of :func:`collapse_experiment`: (name, model kind, schedule, floor)
+#: the runs of :func:`collapse_experiment`: (name, model kind, schedule, floor); "constant b" is β = b at every step
 RUNS: tuple[tuple[str, str, str, bool], ...] = (
     ("lab", "vae", "constant 1", False),
     ("lab_beta0", "vae", "constant 0", False),
+    ("lab_beta1.5", "vae", "constant 1.5", False),
+    ("lab_beta2", "vae", "constant 2", False),
+    ("lab_beta3", "vae", "constant 3", False),
     ("plain", "skip", "constant 1", False),
     ("annealed", "skip", "warm-up", False),
     ("free_bits", "skip", "constant 1", True),
@@ -363,9 +367,9 @@ RUNS: tuple[tuple[str, str, str, bool], ...] = (
 
 
 def _schedule(kind: str, cfg: CollapseConfig) -> Tensor:
-    return {"constant 1": torch.ones(cfg.steps, dtype=torch.float64),
-            "constant 0": torch.zeros(cfg.steps, dtype=torch.float64),
-            "warm-up": kl_warmup(cfg.steps, cfg.warmup)}[kind]
+    if kind == "warm-up":
+        return kl_warmup(cfg.steps, cfg.warmup)
+    return torch.full((cfg.steps,), float(kind.removeprefix("constant ")), dtype=torch.float64)
 
 
 def _build(kind: str, cfg: CollapseConfig, data_dim: int, device: torch.device | str | None) -> Model:
@@ -379,12 +383,13 @@ def _build(kind: str, cfg: CollapseConfig, data_dim: int, device: torch.device |
 
 def collapse_experiment(data: Tensor, cfg: CollapseConfig = CollapseConfig(), *,
                         device: torch.device | str | None = None) -> dict[str, dict]:
-    """The chapter's five runs on ``data``, every one from the same initialisation seed and noise.
+    """The chapter's eight runs on ``data`` (:data:`RUNS`), every one from the same initialisation seed and noise.
 
-    ``lab``: the lab's VAE at β = 1; ``lab_beta0``: the same at β = 0; ``plain``: the :class:`SkipVAE`
-    at β = 1; ``annealed``: the :class:`SkipVAE` with :func:`kl_warmup` over ``cfg.warmup`` steps;
-    ``free_bits``: the :class:`SkipVAE` with floor ``cfg.floor``. The two VAEs train together, the three
-    SkipVAEs together (:func:`train_variants`, one generator seeded ``cfg.seed + 1`` per group).
+    ``lab``: the lab's VAE at β = 1; ``lab_beta0``, ``lab_beta1.5``, ``lab_beta2``, ``lab_beta3``: the same
+    at β = 0, 1.5, 2, 3; ``plain``: the :class:`SkipVAE` at β = 1; ``annealed``: the :class:`SkipVAE` with
+    :func:`kl_warmup` over ``cfg.warmup`` steps; ``free_bits``: the :class:`SkipVAE` with floor ``cfg.floor``.
+    The five VAEs train together, the three SkipVAEs together (:func:`train_variants`, one generator seeded
+    ``cfg.seed + 1`` per group), so each run is, up to rounding, what it would be alone.
     Within a build the result comes from :mod:`labcode.store`.
 
     Returns:
