@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import labcode as lc
 from helpers import Linear
@@ -53,7 +55,7 @@ def test_newton_terms_match_exact_terms_and_autograd() -> None:
     """The value is exact_terms' ELBO; gradient and Hessian agree with autograd of the same rule."""
     decoder, _, x = linear_gaussian(CORRELATED, n=3)
     mean, logvar = perturbed(torch.zeros(3, 2, dtype=F64), torch.full((3, 2), -2.0, dtype=F64))
-    quad = latent_quadrature(decoder, x, SIGMA, q_mean=mean, q_logvar=logvar, tol=1e-5)
+    quad = latent_quadrature(decoder, x, SIGMA, q_mean=mean, q_logvar=logvar, tol=1e-2, points_per_axis=30)
     terms = elbo_newton_terms(quad, mean, logvar)
     torch.testing.assert_close(terms.value, exact_terms(quad, mean, logvar).elbo, rtol=0, atol=1e-12)
     torch.testing.assert_close(terms.q_mass, torch.ones(3, dtype=F64), rtol=0, atol=1e-6)
@@ -132,6 +134,7 @@ def test_gap_split_of_a_trained_vae(small_vae) -> None:
     assert (best.decrement < 1e-8).all()
     assert ((best.q_mass - 1).abs() <= 1e-4).all()
     assert set(split.start.tolist()) <= set(range(len(STARTS)))
+    assert split.amortization_gap.max() > 1e-3            # the encoder is not the best Gaussian everywhere
     # an independent rule, refined around q* instead of q_phi
     check = vae_gaussian_terms(model, x, best.mean, best.logvar, tol=1e-5)
     torch.testing.assert_close(check.elbo, best.elbo, rtol=0, atol=2e-3)
@@ -231,3 +234,57 @@ def test_gap_split_of_a_linear_vae(weight: list[list[float]], zero_approximation
     torch.testing.assert_close(split.log_evidence, exact.log_evidence(x), rtol=0, atol=1e-6)
     torch.testing.assert_close(split.approximation_gap, gap.expand(len(x)), rtol=0, atol=1e-6)
     torch.testing.assert_close(split.amortization_gap, torch.zeros(len(x), dtype=F64), rtol=0, atol=1e-8)
+
+
+def test_gap_split_finds_the_heavier_mode_of_a_bimodal_posterior() -> None:
+    """Decoder f(z) = (relu(z1) + 2 relu(-z1), z2): for x = (1, 0) the posterior has two modes, z1 near 1 and near
+    -1/2, each Gaussian to within its distance from the kink at z1 = 0 (ten standard deviations). Their masses are
+    w+ = N(1; 0, 1 + s^2) and w- = N(1; 0, 4 + s^2) (linear-Gaussian evidences) times the same z2 factor. With the
+    encoder on the lighter mode, the best Gaussian is the heavier mode's: the amortisation gap is log(w+ / w-) and
+    the approximation gap -log(w+ / (w+ + w-))."""
+    s = 0.1
+    vae = lc.VAE(hidden=4).double()
+    v1, v2 = 1 / (1 + 4 / s**2), 1 / (1 + 1 / s**2)       # the light mode's posterior variances
+    with torch.no_grad():
+        vae.decoder[0].weight.copy_(torch.tensor([[1.0, 0], [-1, 0], [0, 1], [0, -1]], dtype=F64))
+        vae.decoder[0].bias.zero_()
+        vae.decoder[2].weight.copy_(torch.tensor([[1.0, 2, 0, 0], [0, 0, 1, -1]], dtype=F64))
+        vae.decoder[2].bias.zero_()
+        vae.decoder_logvar.fill_(math.log(s**2))
+        vae.encoder[0].weight.zero_()
+        vae.encoder[0].bias.zero_()
+        vae.encoder[2].weight.zero_()
+        vae.encoder[2].bias.copy_(torch.tensor([-2 * v1 / s**2, 0.0, math.log(v1), math.log(v2)], dtype=F64))
+    x = torch.tensor([[1.0, 0.0]], dtype=F64)
+    split = vae_gap_split(vae, x, tol=1e-6)
+    w_plus = math.exp(-1 / (2 * (1 + s**2))) / math.sqrt(2 * math.pi * (1 + s**2))
+    w_minus = math.exp(-1 / (2 * (4 + s**2))) / math.sqrt(2 * math.pi * (4 + s**2))
+    assert split.start.item() > 0                           # not found from the encoder's start
+    assert split.best.mean[0, 0].item() == pytest.approx(1 / (1 + s**2), abs=1e-5)
+    assert split.amortization_gap.item() == pytest.approx(math.log(w_plus / w_minus), abs=1e-6)
+    assert split.approximation_gap.item() == pytest.approx(-math.log(w_plus / (w_plus + w_minus)), abs=1e-6)
+
+
+def test_split_select_and_means(small_vae) -> None:
+    model, data = small_vae
+    split = vae_gap_split(model, data[:6], tol=1e-2)
+    part = split.select(slice(0, 3))
+    torch.testing.assert_close(part.amortization_gap, split.amortization_gap[:3])
+    means = part.means()
+    assert means["total_gap"] == pytest.approx(means["approximation_gap"] + means["amortization_gap"])
+    assert means["amortization_share"] == pytest.approx(means["amortization_gap"] / means["total_gap"])
+
+
+@settings(max_examples=8)
+@given(angle=st.floats(0.0, math.pi), scale_1=st.floats(0.5, 2.0), scale_2=st.floats(0.5, 2.0))
+def test_orthogonal_columns_have_no_approximation_gap(angle: float, scale_1: float, scale_2: float) -> None:
+    """Property: for W = rotation x diag(scales), any angle and scales, the best diagonal Gaussian is the posterior."""
+    c, s = math.cos(angle), math.sin(angle)
+    w = torch.tensor([[c * scale_1, -s * scale_2], [s * scale_1, c * scale_2]], dtype=F64)
+    decoder, model, x = Linear(w, torch.zeros(2, dtype=F64)), LinearGaussianModel(w, torch.zeros(2, dtype=F64), SIGMA), \
+        torch.tensor([[0.7, -0.4], [-1.1, 0.2]], dtype=F64)
+    post_mean, post_logvar = model.diagonal_posterior(x)
+    start = (post_mean + 0.1, post_logvar + 0.3)
+    quad = latent_quadrature(decoder, x, SIGMA, q_mean=start[0], q_logvar=start[1], tol=1e-6)
+    best = best_gaussian(quad, *start)
+    torch.testing.assert_close(model.log_evidence(x) - best.elbo, torch.zeros(2, dtype=F64), rtol=0, atol=1e-6)

@@ -41,8 +41,8 @@ _DAMP0 = 1e-3
 #: a point whose damping has grown beyond this (every recent step rejected) stops
 _STUCK = 1e10
 
-#: in :func:`vae_gap_split` the second search continues on the book's rule, and replaces the first, where it is
-#: better by more than this (nats)
+#: in :func:`vae_gap_split` a search from another start than the encoder's continues on the book's rule, and
+#: replaces the encoder's, only where it is better by more than this (nats)
 _CLEAR = 1e-6
 
 #: cells processed at once by :func:`elbo_newton_terms` (bounds the memory of the (cells, 2d, 2d) products)
