@@ -18,6 +18,7 @@ from labcode.importance import importance_log_weights, iwae_bound, repeated_esti
 from labcode.iwae import (
     JACKKNIFE_GROUPS,
     SNRStudy,
+    _dreg_backward,
     _mean_squared_snr,
     fit_iwae,
     gradient_draws,
@@ -223,6 +224,18 @@ def test_snr_estimators_check_inputs() -> None:
         squared_snr(torch.full((5, 2), math.inf, dtype=F64))
 
 
+def test_squared_snr_bias_for_skewed_draws_is_the_first_order_one() -> None:
+    """Exponential draws (skewness 2, excess kurtosis 6), SNR 0.3, R = 50: the bias of the mean estimate is
+    (kappa SNR^2 - 2 gamma SNR) / R up to O(R^-2), far from zero (the docstring's expansion)."""
+    draws, entries, snr = 50, 80_000, 0.3
+    x = torch.empty(draws, entries, dtype=F64).exponential_(1.0, generator=torch.Generator().manual_seed(21)) - 1 + snr
+    estimate = squared_snr(x)
+    bias, se = estimate.mean().item() - snr ** 2, estimate.std().item() / math.sqrt(entries)
+    first_order = (6 * snr ** 2 - 2 * 2 * snr) / draws
+    assert abs(bias) > 10 * se, "skewed draws should show a clear bias"
+    assert abs(bias - first_order) < 0.15 * abs(first_order) + 4 * se, f"bias {bias:.5f}, first order {first_order:.5f}"
+
+
 @pytest.mark.parametrize("draws", [400, 403])
 def test_jackknife_matches_the_direct_computation(draws: int) -> None:
     """The one-pass jackknife of the mean squared SNR equals leaving each group out explicitly."""
@@ -263,6 +276,26 @@ def test_snr_study_summaries() -> None:
         exact.rms("prior")
 
 
+def test_slope_standard_error() -> None:
+    """Two sizes: sd(b) = sqrt(sd_1^2 + sd_2^2) / |log K_2 - log K_1| with sd_i = se_i / (2 SNR^2_i); and with many
+    sizes it matches the spread of slopes refitted to mean squared SNRs perturbed by their standard errors."""
+    two = study([0.4, 0.1], [0.02, 0.01], [2, 8])
+    expected = math.sqrt((0.02 / 0.8) ** 2 + (0.01 / 0.2) ** 2) / math.log(4)
+    assert math.isclose(two.slope_se("encoder"), expected, rel_tol=1e-12)
+    assert math.isclose(two.slope("encoder"), 0.5 * math.log(0.25) / math.log(4), rel_tol=1e-12)
+    sizes = [1, 3, 10, 30, 100]
+    sq = torch.tensor([0.5 / k for k in sizes], dtype=F64)
+    se = 0.01 * sq
+    fitted = study(sq.tolist(), se.tolist(), sizes)
+    g = torch.Generator().manual_seed(22)
+    refits = [study((sq + se * torch.randn(5, generator=g, dtype=F64)).tolist(), se.tolist(), sizes).slope("encoder")
+              for _ in range(2000)]
+    spread = torch.tensor(refits).std().item()
+    assert abs(spread / fitted.slope_se("encoder") - 1) < 0.08
+    assert fitted.slope_sizes("encoder", min_size=3) == [3, 10, 30, 100]
+    assert math.isnan(study([0.4, -0.1], [0.01, 0.01], [1, 2]).slope_se("encoder"))
+
+
 def test_snr_study_on_a_model() -> None:
     model, x = small_model(), points(2)
     result = snr_study(model, x, [1, 8], 40, generator=torch.Generator().manual_seed(16))
@@ -301,6 +334,35 @@ def test_fit_iwae_is_deterministic_and_continues_from_a_start() -> None:
     assert not models[1][0].training
 
 
+def test_dreg_training_step_is_the_mean_of_the_per_point_dreg_gradients() -> None:
+    """One full-batch DReG step's gradient equals minus the mean over points of gradient_draws(estimator="dreg")
+    with the same noise; the decoder's part is the IWAE gradient's."""
+    model, x, k = small_model(), points(4), 6
+    eps = randn((4, k, 2), generator=torch.Generator().manual_seed(23), device="cpu", dtype=F64)
+    mu, logvar = model.encoder(x).chunk(2, dim=-1)
+    _dreg_backward(model, log_weights(x, mu, logvar, eps, model.decode, model.decoder_logvar, fixed_q=True))
+    dreg = gradient_draws(model, x, k, 1, estimator="dreg", generator=torch.Generator().manual_seed(23))
+    iwae = gradient_draws(model, x, k, 1, generator=torch.Generator().manual_seed(23))
+    decoder = parameter_groups(model)["decoder"]
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, -dreg[name][0].mean(0), rtol=1e-10, atol=1e-12)
+        if name in decoder:
+            torch.testing.assert_close(p.grad, -iwae[name][0].mean(0), rtol=1e-10, atol=1e-12)
+
+
+def test_dreg_training_is_deterministic_and_differs_from_iwae_training() -> None:
+    data = points(40, torch.float32)
+    short = replace(SMALL, steps=20)
+    dreg, history = fit_iwae(data, 4, short, estimator="dreg")
+    again, _ = fit_iwae(data, 4, short, estimator="dreg")
+    iwae, iwae_history = fit_iwae(data, 4, short)
+    assert all(torch.equal(a, b) for a, b in zip(dreg.parameters(), again.parameters(), strict=True))
+    assert history["bound"][0] == iwae_history["bound"][0], "same start and noise: the same first bound"
+    assert not torch.equal(dreg.encoder[0].weight, iwae.encoder[0].weight)
+    models = iwae_models(data, [4], short, estimator="dreg")
+    assert all(torch.equal(a, b) for a, b in zip(models[4][0].parameters(), dreg.parameters(), strict=True))
+
+
 def test_training_checks_its_inputs() -> None:
     data = points(10, torch.float32)
     model = lc.VAE.from_config(SMALL)
@@ -318,6 +380,10 @@ def test_training_checks_its_inputs() -> None:
         fit_iwae(data, 2, {"steps": 5})
     with pytest.raises(ValueError, match="sample_sizes"):
         iwae_models(data, [], SMALL)
+    with pytest.raises(ValueError, match="estimator"):
+        train_iwae(model, data, n_samples=2, steps=5, lr=1e-2, estimator="reinforce")
+    with pytest.raises(ValueError, match="estimator"):
+        iwae_models(data, [2], SMALL, estimator="score")
 
 
 def test_exact_evidence_bounds_iwae_bounds_elbo_on_a_trained_model() -> None:

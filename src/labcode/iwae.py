@@ -18,7 +18,7 @@ and :math:`\\log \\widehat Z_K = \\log \\frac1K \\sum_k w_k` is an unbiased esti
 the IWAE gradient. For the encoder, the doubly reparameterised estimator (DReG) of Tucker et al.
 replaces it by :math:`\\sum_k \\tilde w_k^2\\, \\frac{\\partial \\log w_k}{\\partial z_k}\\frac{\\partial z_k}{\\partial \\phi}`
 (same expectation). This module trains a :class:`labcode.VAE` on :math:`-\\frac1N \\sum_i \\log \\widehat Z_K(x_i)`
-and measures the signal-to-noise ratio :math:`|\\mathbb E[g]| / \\operatorname{sd}[g]` of either estimator, per
+and measures the signal-to-noise ratio :math:`|\\mathbb E[G]| / \\operatorname{sd}[G]` of either estimator, per
 parameter, from many independent draws at fixed parameters.
 """
 
@@ -108,13 +108,15 @@ def iwae_objective(model: VAE, x: Tensor, eps: Tensor) -> Tensor:
     return torch.logsumexp(log_w, dim=-1) - math.log(eps.shape[1])
 
 
-def train_iwae(model: VAE, data: Tensor, *, n_samples: int, steps: int, lr: float,
+def train_iwae(model: VAE, data: Tensor, *, n_samples: int, steps: int, lr: float, estimator: str = "iwae",
                generator: torch.Generator | None = None, progress: bool = False) -> dict[str, list[float]]:
     """Full-batch Adam on :math:`-\\frac1N \\sum_i \\log \\widehat Z_K(x_i)` with a cosine-decayed learning rate.
 
     The optimiser and schedule are those of :func:`labcode.train_vae` (Adam, ``CosineAnnealingLR``
     over ``steps``); each step draws fresh noise :math:`\\varepsilon` of shape (N, K, d) from
-    ``generator``.
+    ``generator``. With ``estimator="dreg"`` the encoder's gradient is the doubly reparameterised
+    :math:`\\frac1N \\sum_i \\sum_k \\tilde w_{ik}^2\\, \\frac{\\partial \\log w_{ik}}{\\partial z_{ik}}\\frac{\\partial z_{ik}}{\\partial \\phi}`
+    (same expectation as the IWAE gradient, :func:`gradient_draws`); the decoder's is unchanged.
 
     Args:
         model: the VAE, trained in place on its own device.
@@ -122,6 +124,7 @@ def train_iwae(model: VAE, data: Tensor, *, n_samples: int, steps: int, lr: floa
         n_samples: :math:`K > 0`.
         steps: number of optimiser steps (> 0).
         lr: peak learning rate (> 0).
+        estimator: ``"iwae"`` or ``"dreg"``, the encoder's gradient estimator.
         generator: source of the noise.
         progress: show a tqdm progress bar.
 
@@ -132,6 +135,8 @@ def train_iwae(model: VAE, data: Tensor, *, n_samples: int, steps: int, lr: floa
     check_positive_int("steps", steps)
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     check_matrix("data", data, model.data_dim)
     check_finite("data", data)
     device = model.decoder_logvar.device
@@ -148,10 +153,13 @@ def train_iwae(model: VAE, data: Tensor, *, n_samples: int, steps: int, lr: floa
     for step in iterator:
         eps = randn(shape, generator=generator, device=device, dtype=data.dtype)
         mu, logvar = model.encoder(data).chunk(2, dim=-1)
-        bound = (torch.logsumexp(log_weights(data, mu, logvar, eps, model.decode, model.decoder_logvar), dim=-1)
-                 - math.log(n_samples)).mean()
+        log_w = log_weights(data, mu, logvar, eps, model.decode, model.decoder_logvar, fixed_q=estimator == "dreg")
+        bound = (torch.logsumexp(log_w, dim=-1) - math.log(n_samples)).mean()
         optimiser.zero_grad(set_to_none=True)
-        (-bound).backward()
+        if estimator == "iwae":
+            (-bound).backward()
+        else:
+            _dreg_backward(model, log_w)
         optimiser.step()
         schedule.step()
         log[step] = bound.detach()
@@ -159,9 +167,22 @@ def train_iwae(model: VAE, data: Tensor, *, n_samples: int, steps: int, lr: floa
     return {"bound": log.cpu().tolist()}
 
 
-def fit_iwae(data: Tensor, n_samples: int, cfg: VAEConfig, *, start: VAE | None = None,
+def _dreg_backward(model: VAE, log_w: Tensor) -> None:
+    """Accumulate minus the DReG gradient of the batch mean of :math:`\\log \\widehat Z_K`, from (N, K) log-weights with ``fixed_q``.
+
+    Surrogates: :math:`\\sum_k \\operatorname{sg}(\\tilde w_k) \\log w_k` for the decoder (the IWAE gradient) and
+    :math:`\\sum_k \\operatorname{sg}(\\tilde w_k^2) \\log w_k` for the encoder (through :math:`z_k` only).
+    """
+    normalised = torch.softmax(log_w.detach(), dim=-1)
+    params = dict(model.named_parameters())
+    groups = parameter_groups(model)
+    (-(normalised * log_w).sum(dim=-1).mean()).backward(inputs=[params[n] for n in groups["decoder"]], retain_graph=True)
+    (-(normalised ** 2 * log_w).sum(dim=-1).mean()).backward(inputs=[params[n] for n in groups["encoder"]])
+
+
+def fit_iwae(data: Tensor, n_samples: int, cfg: VAEConfig, *, start: VAE | None = None, estimator: str = "iwae",
              device: torch.device | str | None = None, progress: bool = False) -> tuple[VAE, dict[str, list[float]]]:
-    """A VAE trained by :func:`train_iwae` with :math:`K` = ``n_samples`` and the budget ``cfg.steps``, ``cfg.lr``.
+    """A VAE trained by :func:`train_iwae` with :math:`K` = ``n_samples``, ``estimator`` and the budget ``cfg.steps``, ``cfg.lr``.
 
     Without ``start`` the VAE is sized and initialised by ``cfg`` (as :func:`labcode.fit_vae`); with
     it, training continues from a copy of ``start``'s parameters (``start`` is not changed). The
@@ -175,14 +196,15 @@ def fit_iwae(data: Tensor, n_samples: int, cfg: VAEConfig, *, start: VAE | None 
     model = VAE.from_config(cfg, device=device)
     if start is not None:
         model.load_state_dict(start.state_dict())
-    history = train_iwae(model, data, n_samples=n_samples, steps=cfg.steps, lr=cfg.lr,
+    history = train_iwae(model, data, n_samples=n_samples, steps=cfg.steps, lr=cfg.lr, estimator=estimator,
                          generator=torch.Generator().manual_seed(cfg.seed + 1), progress=progress)
     return model, history
 
 
 def iwae_models(data: Tensor, sample_sizes: Sequence[int], cfg: VAEConfig, *, start: VAE | None = None,
-                device: torch.device | str | None = None) -> dict[int, tuple[VAE, dict[str, list[float]]]]:
-    """One VAE per :math:`K` in ``sample_sizes``, each by :func:`fit_iwae` with the same ``cfg`` and ``start``.
+                estimator: str = "iwae", device: torch.device | str | None = None
+                ) -> dict[int, tuple[VAE, dict[str, list[float]]]]:
+    """One VAE per :math:`K` in ``sample_sizes``, each by :func:`fit_iwae` with the same ``cfg``, ``start`` and ``estimator``.
 
     Every run has the same initialisation (or starting model), steps, learning-rate schedule and
     noise seed, so the runs differ only in the objective :math:`\\mathcal L^{\\mathrm{IW}}_K`. Trainings go through
@@ -195,6 +217,8 @@ def iwae_models(data: Tensor, sample_sizes: Sequence[int], cfg: VAEConfig, *, st
     sizes = [check_positive_int("sample_sizes[i]", k) for k in sample_sizes]
     if not sizes:
         raise ValueError("sample_sizes must name at least one K")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     check_matrix("data", data, cfg.data_dim)
     check_finite("data", data)
     start_key = None
@@ -203,10 +227,11 @@ def iwae_models(data: Tensor, sample_sizes: Sequence[int], cfg: VAEConfig, *, st
     models = {}
     for k in sizes:
         def train(k: int = k) -> dict:
-            model, history = fit_iwae(data, k, cfg, start=start, device=device)
+            model, history = fit_iwae(data, k, cfg, start=start, estimator=estimator, device=device)
             return {"state": {n: t.detach().cpu() for n, t in model.state_dict().items()}, "history": history}
 
-        config = {**asdict(cfg), "n_samples": k, "start": start_key, "iwae_code": code_fingerprint(IWAE_MODULES)}
+        config = {**asdict(cfg), "n_samples": k, "estimator": estimator, "start": start_key,
+                  "iwae_code": code_fingerprint(IWAE_MODULES)}
         payload = cached_training("iwae", config, data, device, train)
         model = VAE.from_config(cfg, device=device)
         model.load_state_dict(payload["state"])
@@ -244,7 +269,7 @@ def gradient_draws(model: VAE, x: Tensor, n_samples: int, n_draws: int, *, estim
     """Independent draws of a gradient estimator of :math:`\\nabla \\mathcal L^{\\mathrm{IW}}_K(x_i)`, per point and per parameter, at fixed parameters.
 
     Draw :math:`r` of point :math:`i` uses its own noise :math:`\\varepsilon^{(r)}_{i,1:K}` and is,
-    for ``estimator="iwae"``, :math:`g^{(r)}_i = \\nabla \\log \\widehat Z_K(x_i) = \\sum_k \\tilde w_k \\nabla \\log w_k`;
+    for ``estimator="iwae"``, :math:`G^{(r)}_i = \\nabla \\log \\widehat Z_K(x_i) = \\sum_k \\tilde w_k \\nabla \\log w_k`;
     for ``"dreg"`` the encoder's entries are the doubly reparameterised
     :math:`\\sum_k \\tilde w_k^2 \\frac{\\partial \\log w_k}{\\partial z_k}\\frac{\\partial z_k}{\\partial\\phi}` and
     the decoder's the IWAE ones. All draws come from one ``torch.func.vmap`` of ``torch.func.grad``
@@ -280,12 +305,12 @@ def gradient_draws(model: VAE, x: Tensor, n_samples: int, n_draws: int, *, estim
 
 
 def signal_to_noise(draws: Tensor, dim: int = 0) -> Tensor:
-    """Per-entry signal-to-noise ratio :math:`|\\bar g| / s_g` of independent draws along ``dim``.
+    """Per-entry signal-to-noise ratio :math:`|\\bar G| / s_G` of independent draws :math:`G^{(1)}, \\dots, G^{(R)}` along ``dim``.
 
-    :math:`\\bar g` is the sample mean and :math:`s_g` the sample standard deviation (divisor
+    :math:`\\bar G` is the sample mean and :math:`s_G` the sample standard deviation (divisor
     :math:`R - 1`). For draws with mean :math:`m` and standard deviation :math:`\\sigma > 0` it is
     consistent for :math:`|m| / \\sigma`, but biased upwards: for :math:`m = 0` it is of the order of
-    :math:`R^{-1/2}` (:math:`\\mathbb E|\\bar g| = \\sigma\\sqrt{2/(\\pi R)}` for Gaussian draws), a floor
+    :math:`R^{-1/2}` (:math:`\\mathbb E|\\bar G| = \\sigma\\sqrt{2/(\\pi R)}` for Gaussian draws), a floor
     below which it cannot resolve a ratio (:func:`squared_snr` removes the bias). Entries whose draws
     are all equal are NaN when their mean is 0 (the parameter does not affect the objective) and
     ``inf`` otherwise.
@@ -303,11 +328,21 @@ def signal_to_noise(draws: Tensor, dim: int = 0) -> Tensor:
 def squared_snr(draws: Tensor, dim: int = 0) -> Tensor:
     """Per-entry estimate of :math:`\\mathrm{SNR}^2 = m^2/\\sigma^2` from :math:`R \\ge 4` independent draws along ``dim``, without the noise bias.
 
-    .. math:: \\widehat{\\mathrm{SNR}^2} = \\frac{R - 3}{R - 1}\\, \\frac{\\bar g^2}{s_g^2} - \\frac1R .
+    .. math:: \\widehat{\\mathrm{SNR}^2} = \\frac{R - 3}{R - 1}\\, \\frac{\\bar G^2}{s_G^2} - \\frac1R .
 
-    For Gaussian draws :math:`\\bar g` and :math:`s_g^2` are independent,
-    :math:`\\mathbb E[\\bar g^2] = m^2 + \\sigma^2/R` and :math:`\\mathbb E[1/s_g^2] = \\frac{R-1}{(R-3)\\sigma^2}`,
-    so the estimate is unbiased; for other draws it is unbiased up to :math:`O(1/R)`. A single
+    For Gaussian draws :math:`\\bar G` and :math:`s_G^2` are independent,
+    :math:`\\mathbb E[\\bar G^2] = m^2 + \\sigma^2/R` and :math:`\\mathbb E[1/s_G^2] = \\frac{R-1}{(R-3)\\sigma^2}`,
+    so the estimate is unbiased. For other draws :math:`\\bar G` and :math:`s_G^2` are correlated
+    (:math:`\\operatorname{Cov}(\\bar G, s_G^2) = \\mu_3/R`, see below) and :math:`s_G^2` varies more or less than for a
+    Gaussian; expanding :math:`1/s_G^2` about :math:`1/\\sigma^2` (the delta method) gives the bias
+
+    .. math:: \\mathbb E\\big[\\widehat{\\mathrm{SNR}^2}\\big] - \\frac{m^2}{\\sigma^2}
+              = \\frac1R \\Big(\\kappa \\frac{m^2}{\\sigma^2} - 2 \\gamma \\frac{m}{\\sigma}\\Big) + O(R^{-2}),
+
+    with :math:`\\mu_3, \\mu_4` the third and fourth central moments, :math:`\\gamma = \\mu_3/\\sigma^3` the
+    skewness and :math:`\\kappa = \\mu_4/\\sigma^4 - 3` the excess kurtosis of the draws: of order
+    :math:`\\mathrm{SNR} \\cdot |\\gamma| / R` for a small SNR (and of order :math:`R^{-2}` at :math:`m = 0`,
+    through :math:`\\gamma^2` and :math:`\\kappa`), so a mean over entries is unbiased only up to such terms. A single
     estimate may be negative; averages over many entries (:class:`SNRStudy`) resolve ratios far
     below the floor :math:`R^{-1/2}` of :func:`signal_to_noise`. Constant entries give NaN or ``inf``
     as there.
@@ -343,7 +378,8 @@ class SNRStudy:
     """Signal-to-noise ratios of one gradient estimator against :math:`K`, summarised per parameter group.
 
     For each :math:`K`, point :math:`i` and scalar parameter :math:`p` the :math:`R` draws give an
-    unbiased :math:`\\widehat{\\mathrm{SNR}^2_{ip}}` (:func:`squared_snr`). ``encoder_sq`` and
+    estimate :math:`\\widehat{\\mathrm{SNR}^2_{ip}}` (:func:`squared_snr`: unbiased for Gaussian draws, with a
+    bias of order :math:`\\mathrm{SNR} \\cdot \\text{skewness}/R` otherwise). ``encoder_sq`` and
     ``decoder_sq`` are their means over the points and the group's parameters (the mean squared SNR),
     ``*_sq_se`` the delete-a-group jackknife standard errors of those means (the draws cut into
     :data:`JACKKNIFE_GROUPS` groups), and ``encoder_mean``, ``decoder_mean`` the plain means of
@@ -376,18 +412,44 @@ class SNRStudy:
         sq, se = self.squared(group)
         return sq > 2 * se
 
-    def slope(self, group: str, min_size: int = 1) -> float:
-        """Least-squares slope of :math:`\\log` :meth:`rms` against :math:`\\log K` over the resolved :math:`K \\ge` ``min_size``.
+    def slope_sizes(self, group: str, min_size: int = 1) -> list[int]:
+        """The sizes :meth:`slope` fits: the resolved :math:`K \\ge` ``min_size``."""
+        keep = self.resolved(group) & (torch.tensor(self.sample_sizes) >= min_size)
+        return [k for k, kept in zip(self.sample_sizes, keep.tolist(), strict=True) if kept]
 
+    def slope(self, group: str, min_size: int = 1) -> float:
+        """Least-squares slope :math:`b = \\sum_i c_i y_i / \\sum_i c_i^2` of :math:`y_i = \\log` :meth:`rms` against :math:`\\log K_i`.
+
+        The fit runs over :meth:`slope_sizes`, and :math:`c_i = \\log K_i - \\overline{\\log K}` are the centred
+        abscissae. NaN when fewer than two sizes qualify.
+        """
+        sizes = self.slope_sizes(group, min_size)
+        if len(sizes) < 2:
+            return math.nan
+        centred, log_snr, _ = self._fit_terms(group, sizes)
+        return float((centred * (log_snr - log_snr.mean())).sum() / (centred ** 2).sum())
+
+    def slope_se(self, group: str, min_size: int = 1) -> float:
+        """Standard error of :meth:`slope`, propagated from the jackknife standard errors of the mean squared SNRs.
+
+        With :math:`y_i = \\tfrac12 \\log \\widehat{\\mathrm{SNR}^2_i}` the delta method gives
+        :math:`\\operatorname{sd}(y_i) \\approx \\mathrm{se}_i / (2\\, \\widehat{\\mathrm{SNR}^2_i})`, and the
+        sizes' estimates come from independent draws, so
+        :math:`\\operatorname{sd}(b) = \\sqrt{\\sum_i c_i^2 \\operatorname{sd}(y_i)^2} \\big/ \\sum_i c_i^2`.
         NaN when fewer than two sizes qualify.
         """
-        keep = self.resolved(group) & (torch.tensor(self.sample_sizes) >= min_size)
-        if keep.sum() < 2:
+        sizes = self.slope_sizes(group, min_size)
+        if len(sizes) < 2:
             return math.nan
-        log_k = torch.tensor(self.sample_sizes, dtype=torch.float64)[keep].log()
-        log_snr = self.rms(group)[keep].log()
-        centred = log_k - log_k.mean()
-        return float((centred * (log_snr - log_snr.mean())).sum() / (centred ** 2).sum())
+        centred, _, sd_log_snr = self._fit_terms(group, sizes)
+        return float(((centred * sd_log_snr) ** 2).sum().sqrt() / (centred ** 2).sum())
+
+    def _fit_terms(self, group: str, sizes: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+        """(centred log K, log rms, its delta-method standard deviation) at the given sizes."""
+        index = [self.sample_sizes.index(k) for k in sizes]
+        log_k = torch.tensor(sizes, dtype=torch.float64).log()
+        square, se = (t[index] for t in self.squared(group))
+        return log_k - log_k.mean(), 0.5 * square.log(), se / (2 * square)
 
     def squared(self, group: str) -> tuple[Tensor, Tensor]:
         """The mean squared SNR of ``"encoder"`` or ``"decoder"`` and its standard error, each (n_sizes,)."""
