@@ -213,3 +213,10 @@ def test_estimator_spread_accepts_the_extreme_quantile_levels_and_two_runs_have_
     estimates, _ = repeated_estimates(log_w, 4)
     torch.testing.assert_close(study.log_estimate_quantiles[:, 0, 0], estimates.min(dim=-1).values)
     torch.testing.assert_close(study.log_estimate_quantiles[:, 0, 1], estimates.max(dim=-1).values)
+
+
+def test_leave_one_out_bound_of_three_weights_by_hand() -> None:
+    """w = (1, 2, 3): the mean of log((2+3)/2), log((1+3)/2) and log((1+2)/2)."""
+    log_w = torch.log(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    expected = (math.log(2.5) + math.log(2.0) + math.log(1.5)) / 3
+    torch.testing.assert_close(leave_one_out_bound(log_w), torch.tensor(expected, dtype=torch.float64))

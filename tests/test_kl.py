@@ -347,6 +347,7 @@ def test_monte_carlo_curve_rejects_bad_sizes(sizes: list[int]) -> None:
     (lambda: quadrature_kl(None, torch.zeros(3), torch.linspace(0, 1, 3)), "log_p"),
     (lambda: lattice_kl("p", torch.zeros(9), 1.0, 3), "log_p"),
     (lambda: lattice_kl(torch.zeros(9), "q", 1.0, 3), "log_q"),
+    (lambda: GaussianMixture1D(torch.ones(1), torch.zeros(1), torch.ones(1)).log_prob("x"), "x"),
 ])
 def test_an_argument_of_the_wrong_type_is_named(call, name: str) -> None:
     with pytest.raises(TypeError, match=rf"^{name} must be"):

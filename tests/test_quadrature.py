@@ -13,6 +13,7 @@ from scipy import integrate, stats
 
 from helpers import linear_model
 from labcode.gaussian import LinearGaussianModel
+from labcode.lattice import grid_log_joint, latent_grid
 from labcode.quadrature import _children_offsets, _neighbour_max, half_width_for_tail, latent_quadrature, tail_bound
 
 F64 = torch.float64
@@ -165,3 +166,22 @@ def test_children_offsets_are_the_sub_cell_midpoints_in_the_requested_dtype() ->
     axis = torch.tensor([-1 / 3, 0.0, 1 / 3], dtype=F64)
     assert offsets.dtype == F64
     torch.testing.assert_close(offsets, torch.cartesian_prod(axis, axis), rtol=0, atol=1e-15)
+
+
+def test_the_coarse_lattices_error_estimate_is_its_change_from_every_second_node() -> None:
+    """Without refinement, the error estimate is |log p(x) on the G-lattice - log p(x) on the lattice of every
+    second node per axis (cells 2^d times larger)|, computed here directly."""
+    decoder, x = linear_model(4, n=3)
+    quad = latent_quadrature(decoder, x, 0.3, half_width=5.0, points_per_axis=20, max_levels=0)
+    nodes, cell = latent_grid(5.0, 20, 2, dtype=F64)
+    log_joint = grid_log_joint(decoder, x, nodes, 0.3)                        # (3, 400)
+    fine = torch.logsumexp(log_joint, dim=1) + math.log(cell)
+    coarse = torch.logsumexp(log_joint.reshape(3, 20, 20)[:, ::2, ::2].reshape(3, -1), dim=1) + math.log(4 * cell)
+    torch.testing.assert_close(quad.log_evidence, fine)
+    torch.testing.assert_close(quad.error_estimate, (fine - coarse).abs())
+
+
+def test_half_width_for_tail_brackets_with_the_given_sizes() -> None:
+    """With a small noise level the data size moves the bound by nats: the search must use D and d throughout."""
+    a = half_width_for_tail(-10.0, 0.05, 20, 3)
+    assert tail_bound(a, 0.05, 20, 3) <= -10.0 < tail_bound(0.98 * a, 0.05, 20, 3)
