@@ -22,18 +22,22 @@ cells, so :func:`best_gaussian` maximises it by Newton's method, for all points 
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_encoder_outputs, check_matrix, check_positive_int, check_positive_number
+from ._checks import check_encoder_outputs, check_finite, check_matrix, check_positive_int, check_positive_number, randn
+from .elbo import elbo_terms
 from .exact import ExactTerms, exact_terms, prior_log_density, vae_quadrature
 from .gaussian import diagonal_gaussian_log_density, gaussian_log_density
 from .kl import standard_normal_kl_unchecked
 from .quadrature import LatentQuadrature, decode_in_chunks, latent_quadrature
+from .store import cached_training, code_fingerprint, tensor_fingerprint
+from .vae import VAE
 
 #: the Levenberg–Marquardt damping of the first step, relative to the largest eigenvalue of -H
 _DAMP0 = 1e-3
@@ -327,6 +331,19 @@ class GapSplit:
     start: Tensor             #: (B,) int64, the index in :data:`STARTS` of the search that found :math:`q^*`
     encoder_start_elbo: Tensor  #: the ELBO that the search from the encoder alone reaches (at least the encoder's)
     error_estimate: Tensor    #: the rule's error estimate for :math:`\\log p(x)`
+    #: the rule's cells (kept by :func:`vae_gap_split` for :meth:`elbo`; dropped by :meth:`select`)
+    cells: _Cells | None = field(default=None, repr=False, compare=False)
+
+    def elbo(self, mean: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
+        """:math:`\\mathrm{ELBO}(x; \\mathcal N(m, \\operatorname{diag} e^{\\ell}))` (B,) for every point on the same rule as
+        the split, and the rule's :math:`\\int q` (B,), which is 1 where the cells resolve that Gaussian;
+        ``mean``, ``logvar``: (B, d)."""
+        if self.cells is None:
+            raise ValueError("this GapSplit keeps no cells (a select()ion): call elbo on the full split")
+        if not (isinstance(mean, Tensor) and isinstance(logvar, Tensor)):
+            raise TypeError("mean and logvar must be tensors")
+        check_encoder_outputs(mean, logvar, self.cells.n_points, self.cells.nodes.shape[1])
+        return self.cells.value(mean.to(self.cells.nodes), logvar.to(self.cells.nodes))
 
     @property
     def approximation_gap(self) -> Tensor:
@@ -423,7 +440,7 @@ def vae_gap_split(model: nn.Module, x: Tensor, *, search_points: int = 32, max_i
     below = encoder.elbo > best.elbo                                          # no search beats q_phi
     return GapSplit(log_evidence=quad.log_evidence, encoder_elbo=encoder.elbo, best=_pick(below, encoder, best),
                     start=torch.where(below, 0, start), encoder_start_elbo=torch.maximum(first.elbo, encoder.elbo),
-                    error_estimate=quad.error_estimate)
+                    error_estimate=quad.error_estimate, cells=cells)
 
 
 def vae_gaussian_terms(model: nn.Module, x: Tensor, mean: Tensor, logvar: Tensor, *,
@@ -480,3 +497,86 @@ def gauss_hermite_elbo(model: nn.Module, x: Tensor, mean: Tensor, logvar: Tensor
     decoded = decode_in_chunks(model, z.reshape(-1, d)).reshape(*z.shape[:2], -1)
     log_lik = gaussian_log_density(x[:, None, :], decoded, model.noise_std.detach().to(dtype))
     return (log_lik * grid_weight).sum(dim=1) - standard_normal_kl_unchecked(mean, logvar)
+
+
+@torch.enable_grad()
+def _train_encoder(model: VAE, data: Tensor, steps: int, lr: float, generator: torch.Generator) -> list[float]:
+    """Adam with a cosine-decayed learning rate on the encoder's parameters only; returns the one-sample ELBO
+    (the batch mean, before each step's update) per step."""
+    params = list(model.encoder.parameters())
+    optimiser = torch.optim.Adam(params, lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
+    history = torch.empty(steps, device=data.device)
+    for step in range(steps):
+        mu, logvar = model.encoder(data).chunk(2, dim=-1)
+        eps = randn(tuple(mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+        elbo = elbo_terms(data, mu, logvar, eps, model.decoder, model.decoder_logvar)["elbo"].mean()
+        optimiser.zero_grad(set_to_none=True)
+        (-elbo).backward()
+        optimiser.step()
+        schedule.step()
+        history[step] = elbo.detach()
+    return history.cpu().tolist()
+
+
+def retrain_encoder(model: VAE, data: Tensor, hidden: int, *, steps: int, lr: float = 1e-2, seed: int = 0,
+                    device: torch.device | str | None = None) -> tuple[VAE, list[float]]:
+    """A new encoder of width ``hidden`` for the frozen decoder of ``model``: the fixed-decoder experiment.
+
+    The decoder :math:`f_\\theta` and :math:`\\sigma_x` are copied from ``model`` and not trained; a fresh
+    one-hidden-layer ReLU encoder :math:`\\phi` of width ``hidden`` (initialised from ``seed``) maximises
+
+    .. math:: \\frac1N \\sum_i \\big[\\log p_\\theta(x_i \\mid \\mu_\\phi(x_i) + \\sigma_\\phi(x_i) \\odot \\varepsilon_i)
+              - \\mathrm{KL}(q_\\phi(\\cdot \\mid x_i) \\,\\|\\, p(z))\\big],
+
+    one reparameterised sample per point and step (noise from ``seed + 1``), by full-batch Adam with a
+    cosine-decayed learning rate over ``steps`` steps, as :func:`labcode.vae.train_vae` trains the whole VAE.
+    With :math:`\\theta` fixed, :math:`\\log p_\\theta(x)` and the best Gaussians :math:`q^*` do not change
+    (item 4 of the chapter's theorem), so every change of the gap is the encoder's.
+
+    The result goes through :func:`labcode.store.cached_training` (keyed by the decoder's parameters,
+    the data, the settings and this module's source).
+
+    Args:
+        model: a :class:`labcode.VAE`; its decoder and ``decoder_logvar`` are used, never changed.
+        data: (N, D) training points.
+        hidden: the new encoder's width (> 0).
+        steps: optimiser steps (> 0); lr: peak learning rate (> 0); seed: initialisation and noise.
+        device: where to train (default: ``model``'s device).
+
+    Returns:
+        (the VAE with the new encoder and a copy of ``model``'s decoder, in eval mode, the per-step
+        one-sample ELBO of training as a list).
+    """
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a labcode.VAE, got {type(model).__name__}")
+    check_matrix("data", data, model.data_dim)
+    check_finite("data", data)
+    check_positive_int("hidden", hidden)
+    check_positive_int("steps", steps)
+    check_positive_number("lr", lr)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    device = torch.device(device) if device is not None else model.decoder_logvar.device
+
+    def build() -> VAE:
+        new = VAE(model.data_dim, model.latent_dim, hidden, generator=torch.Generator().manual_seed(seed))
+        new.decoder = copy.deepcopy(model.decoder)
+        new.decoder_logvar = nn.Parameter(model.decoder_logvar.detach().clone())
+        new = new.to(device)
+        for p in (*new.decoder.parameters(), new.decoder_logvar):
+            p.requires_grad_(False)
+        return new
+
+    def train() -> dict:
+        new = build()
+        history = _train_encoder(new, data.to(device), steps, lr, torch.Generator().manual_seed(seed + 1))
+        return {"encoder": {k: v.detach().cpu() for k, v in new.encoder.state_dict().items()}, "history": history}
+
+    decoder = torch.cat([p.detach().flatten().cpu().double() for p in (*model.decoder.parameters(), model.decoder_logvar)])
+    config = {"hidden": hidden, "steps": steps, "lr": float(lr), "seed": seed, "decoder": tensor_fingerprint(decoder),
+              "code": code_fingerprint(("amortization.py",))}
+    payload = cached_training("fixed_decoder_encoder", config, data, device, train)
+    new = build()
+    new.encoder.load_state_dict(payload["encoder"])
+    return new.eval(), payload["history"]
