@@ -12,19 +12,22 @@ HIERARCHY: list[tuple[str, list[tuple[str, str]]]] = [
     ("problem", [("spiral data", "spiral"), ("intractable $p(x)$", "likelihood"), ("Bayes needs $p(x)$", "bayes")]),
     ("tools", [("Jensen's inequality", "jensen"), ("KL divergence", "kl")]),
     ("bound", [("ELBO = recon. $-$ KL", "elbo"), ("gradient estimators", "gradients")]),
-    ("VAE at work", [("two forces (β)", "two_forces"), ("numerical checks", "validation")]),
-    ("beyond the lab", [("exact gap, IWAE", "exact"), ("KL directions", "modes"),
+    ("VAE at work", [("two forces (β)", "two_forces"), ("posterior collapse", "collapse"),
+                     ("numerical checks", "validation")]),
+    ("exact answers", [("exact gap, IWAE", "exact"), ("gap = approx. + amort.", "amortization")]),
+    ("beyond the lab", [("IWAE training", "iwae"), ("KL directions", "modes"),
                         ("rate–distortion", "rate_distortion")]),
-    ("toward diffusion", [("diffusion ELBO", "diffusion")]),
+    ("toward diffusion", [("diffusion ELBO", "diffusion"), ("a trained DDPM", "ddpm")]),
 ]
 #: arrows "is used by", as ((level, index), (level, index)); within a level only between neighbours
 EDGES: list[tuple[tuple[int, int], tuple[int, int]]] = [
     ((0, 0), (0, 1)), ((0, 1), (0, 2)),
     ((0, 1), (1, 0)), ((0, 2), (1, 1)),
     ((1, 0), (2, 0)), ((1, 1), (2, 0)), ((2, 0), (2, 1)),
-    ((2, 0), (3, 0)), ((2, 1), (3, 0)), ((2, 0), (3, 1)),
-    ((3, 1), (4, 0)), ((4, 0), (4, 1)), ((3, 0), (4, 2)),
-    ((4, 0), (5, 0)), ((4, 2), (5, 0)),
+    ((2, 0), (3, 0)), ((2, 1), (3, 0)), ((3, 0), (3, 1)), ((2, 0), (3, 2)),
+    ((3, 2), (4, 0)), ((4, 0), (4, 1)),
+    ((4, 0), (5, 0)), ((4, 0), (5, 1)), ((3, 0), (5, 2)),
+    ((4, 0), (6, 0)), ((5, 2), (6, 0)), ((6, 0), (6, 1)),
 ]
 
 _BOX_H = 0.1                    # axes fraction
