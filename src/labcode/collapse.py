@@ -40,7 +40,7 @@ from ._checks import check_finite, check_matrix, check_positive_int, check_posit
 from .elbo import elbo_terms
 from .kl import standard_normal_kl_unchecked
 from .store import cached_training, code_fingerprint
-from .vae import VAE, _mlp, evaluate_vae
+from .vae import VAE, evaluate_vae, mlp
 
 #: Burda et al.'s threshold: a latent unit with activity above it is active
 ACTIVITY_THRESHOLD = 1e-2
@@ -157,8 +157,8 @@ class SkipVAE(nn.Module):
             check_positive_int(name, value)
         self.side_noise = check_positive_number("side_noise", side_noise)
         self.data_dim, self.latent_dim = data_dim, latent_dim
-        self.encoder = _mlp(data_dim, hidden, 2 * latent_dim, generator)
-        self.decoder = _mlp(latent_dim + data_dim, hidden, data_dim, generator)
+        self.encoder = mlp(data_dim, hidden, 2 * latent_dim, generator)
+        self.decoder = mlp(latent_dim + data_dim, hidden, data_dim, generator)
         self.decoder_logvar = nn.Parameter(torch.zeros(1))
 
     @property

@@ -43,10 +43,10 @@ def reparameterize(mu: Tensor, logvar: Tensor, *, eps: Tensor | None = None,
     else:
         check_same_shape("eps", eps, "mu", mu)
         check_finite("eps", eps)
-    return _reparameterize(mu, logvar, eps)
+    return reparameterize_unchecked(mu, logvar, eps)
 
 
-def _reparameterize(mu: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
+def reparameterize_unchecked(mu: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
     """Unchecked :func:`reparameterize` with given noise, for the training loop."""
     return mu + torch.exp(0.5 * logvar) * eps
 
@@ -110,7 +110,7 @@ def elbo_terms(x: Tensor, mu: Tensor, logvar: Tensor, eps: Tensor,
     Returns:
         ``elbo``, ``reconstruction``, ``kl_divergence`` (batch,) and ``mu``, ``logvar``, ``z``, ``x_recon``.
     """
-    z = _reparameterize(mu, logvar, eps)
+    z = reparameterize_unchecked(mu, logvar, eps)
     x_recon = decode(z)
     recon = _gaussian_log_likelihood(x, x_recon, decoder_logvar.expand_as(x_recon))
     kl = standard_normal_kl_unchecked(mu, logvar)

@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
 from ._checks import check_finite, check_matrix, check_positive_int, randn
-from .elbo import _reparameterize
+from .elbo import reparameterize_unchecked
 from .gaussian import diagonal_gaussian_log_density, gaussian_log_density
 from .store import cached_training, code_fingerprint, tensor_fingerprint
 from .vae import VAE, VAEConfig
@@ -68,7 +68,7 @@ def log_weights(x: Tensor, mu: Tensor, logvar: Tensor, eps: Tensor, decode: Call
         (B, K) log-weights.
     """
     batch, k, d = eps.shape
-    z = _reparameterize(mu[:, None], logvar[:, None], eps)                     # (B, K, d)
+    z = reparameterize_unchecked(mu[:, None], logvar[:, None], eps)                     # (B, K, d)
     x_mean = decode(z.reshape(batch * k, d)).reshape(batch, k, -1)
     log_lik = gaussian_log_density(x[:, None], x_mean, torch.exp(0.5 * decoder_logvar[0]))
     log_prior = gaussian_log_density(z, torch.zeros_like(z), 1.0)

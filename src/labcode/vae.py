@@ -34,7 +34,8 @@ class VAEConfig:
     seed: int = 0
 
 
-def _mlp(n_in: int, hidden: int, n_out: int, generator: torch.Generator | None) -> nn.Sequential:
+def mlp(n_in: int, hidden: int, n_out: int, generator: torch.Generator | None) -> nn.Sequential:
+    """The book's one-hidden-layer ReLU network, (..., n_in) -> (..., n_out), initialised from ``generator`` when given."""
     net = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, n_out))
     if generator is not None:   # PyTorch's default init, drawn from the given generator
         for layer in (net[0], net[2]):
@@ -59,8 +60,8 @@ class VAE(nn.Module):
         for name, value in (("data_dim", data_dim), ("latent_dim", latent_dim), ("hidden", hidden)):
             check_positive_int(name, value)
         self.data_dim, self.latent_dim = data_dim, latent_dim
-        self.encoder = _mlp(data_dim, hidden, 2 * latent_dim, generator)
-        self.decoder = _mlp(latent_dim, hidden, data_dim, generator)
+        self.encoder = mlp(data_dim, hidden, 2 * latent_dim, generator)
+        self.decoder = mlp(latent_dim, hidden, data_dim, generator)
         self.decoder_logvar = nn.Parameter(torch.zeros(1))
 
     @classmethod

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..collapse import ACTIVITY_THRESHOLD
 from .style import COLORS, SEQUENCE, new_figure, panel_label, styled, to_numpy
-from .vae import PRIOR_RADII, _check_window, _prior_circles, _running_mean, _spiral_scatter
+from .vae import PRIOR_RADII, check_window, prior_circles, running_mean, spiral_scatter
 
 
 def _check_history(name: str, history: Mapping[str, Sequence[float]], keys: Sequence[str]) -> int:
@@ -53,8 +53,8 @@ def plot_collapse_contrast(means: Mapping[str, Tensor], activities: Mapping[str,
     for ax, label, letter in zip(axes[:2], labels, ("(a)", "(b)"), strict=True):
         if means[label].dim() != 2 or means[label].shape[1] != 2:
             raise ValueError(f"means[{label!r}] must have shape (N, 2)")
-        _prior_circles(ax, radii)
-        _spiral_scatter(ax, means[label], size=6)
+        prior_circles(ax, radii)
+        spiral_scatter(ax, means[label], size=6)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
@@ -96,7 +96,7 @@ def plot_remedies(histories: Mapping[str, Mapping[str, Sequence[float]]], *, flo
         floor_total: :math:`d\\lambda`, the total floor of the free-bits run (>= 0).
         window: running-mean window (> 0).
     """
-    _check_window(window)
+    check_window(window)
     if len(histories) == 0:
         raise ValueError("histories must hold at least one run")
     if not floor_total >= 0:
@@ -110,7 +110,7 @@ def plot_remedies(histories: Mapping[str, Mapping[str, Sequence[float]]], *, flo
         for ax, key in ((ax_kl, "kl"), (ax_elbo, "elbo")):
             values = to_numpy(history[key])
             ax.plot(steps, values, color=colour, lw=0.5, alpha=0.3)
-            ax.plot(steps, _running_mean(values, window), color=colour, label=label)
+            ax.plot(steps, running_mean(values, window), color=colour, label=label)
         ax_beta.plot(steps, to_numpy(history["beta"]), color=colour, lw=1.0, ls=":")
     ax_kl.axhline(floor_total, color=COLORS["muted"], ls="--", lw=1.0, label="free-bits floor $d\\lambda$")
     ax_kl.set_yscale("symlog", linthresh=0.1)
@@ -145,7 +145,7 @@ def plot_unbounded(histories: Mapping[str, Mapping[str, Sequence[float]]], scale
         reference: an optional level to mark in (c) (a trained model's ELBO), dashed.
         window: running-mean window for (b) (> 0).
     """
-    _check_window(window)
+    check_window(window)
     if len(histories) == 0 or len(bounds) == 0:
         raise ValueError("histories and bounds must hold at least one entry each")
     s = to_numpy(scales)
@@ -157,7 +157,7 @@ def plot_unbounded(histories: Mapping[str, Mapping[str, Sequence[float]]], scale
         ax_noise.plot(steps, to_numpy(history["log_noise_std"]), color=colour, label=label)
         values = to_numpy(history["objective"])
         ax_obj.plot(steps, values, color=colour, lw=0.5, alpha=0.3)
-        ax_obj.plot(steps, _running_mean(values, window), color=colour, label=label)
+        ax_obj.plot(steps, running_mean(values, window), color=colour, label=label)
     ax_noise.set_xlabel("training step")
     ax_noise.set_ylabel(r"$\log\sigma_x$")
     ax_noise.legend(loc="lower left", fontsize=7)

@@ -15,15 +15,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from .style import COLORS, MARKER_SIZE, SEQUENCE, new_figure, styled, to_numpy
-
-
-def _running_mean(values: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average over ``window`` steps (shorter windows at the ends), for display only."""
-    csum = np.cumsum(np.insert(values, 0, 0.0))
-    idx = np.arange(len(values))
-    lo = np.maximum(idx - window // 2, 0)
-    hi = np.minimum(idx + window // 2 + 1, len(values))
-    return (csum[hi] - csum[lo]) / (hi - lo)
+from .vae import running_mean
 
 
 def _check_series(name: str, series: Mapping[str, Tensor], length: int) -> None:
@@ -52,7 +44,7 @@ def plot_training(losses: Sequence[float], step_errors: Tensor, data_dim: int, *
     fig, (ax_loss, ax_err) = new_figure(1, 2, width=6.6, height=2.8)
     steps = np.arange(1, len(values) + 1)
     ax_loss.plot(steps, values, color=COLORS["loss"], lw=0.6, alpha=0.35)
-    ax_loss.plot(steps, _running_mean(values, window), color=COLORS["loss"])
+    ax_loss.plot(steps, running_mean(values, window), color=COLORS["loss"])
     ax_loss.set_xlabel("optimiser step")
     ax_loss.set_ylabel("$L_{\\mathrm{simple}}$")
     ax_loss.set_title("(a) training", loc="left")

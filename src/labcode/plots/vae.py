@@ -21,7 +21,7 @@ from ..gradients import GradientEstimates
 from .style import COLORS, MARKER_SIZE, SEQUENCE, new_figure, panel_label, styled, to_numpy
 
 
-def _running_mean(values: np.ndarray, window: int) -> np.ndarray:
+def running_mean(values: np.ndarray, window: int) -> np.ndarray:
     """Centred moving average over ``window`` steps (shorter windows at the ends), for display only."""
     csum = np.cumsum(np.insert(values, 0, 0.0))
     idx = np.arange(len(values))
@@ -30,12 +30,13 @@ def _running_mean(values: np.ndarray, window: int) -> np.ndarray:
     return (csum[hi] - csum[lo]) / (hi - lo)
 
 
-def _check_window(window: int) -> None:
+def check_window(window: int) -> None:
+    """Raise ``ValueError`` unless ``window`` (a moving-average width) is an int > 0."""
     if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
         raise ValueError(f"window must be a positive int, got {window!r}")
 
 
-def _spiral_scatter(ax: Axes, points: Tensor, *, size: float = MARKER_SIZE, alpha: float = 0.85, **kw):
+def spiral_scatter(ax: Axes, points: Tensor, *, size: float = MARKER_SIZE, alpha: float = 0.85, **kw):
     """Points (N, 2) coloured by their index along the spiral (the data order)."""
     p = to_numpy(points)
     return ax.scatter(p[:, 0], p[:, 1], c=np.arange(len(p)), cmap="viridis", s=size, alpha=alpha,
@@ -45,7 +46,7 @@ def _spiral_scatter(ax: Axes, points: Tensor, *, size: float = MARKER_SIZE, alph
 PRIOR_RADII: tuple[float, ...] = (1.0, 2.0, 3.0)
 
 
-def _prior_circles(ax: Axes, radii: Sequence[float] = PRIOR_RADII) -> None:
+def prior_circles(ax: Axes, radii: Sequence[float] = PRIOR_RADII) -> None:
     """Contours of the prior density N(0, I) in two dimensions: circles |z| = r."""
     if len(radii) == 0 or any(not r > 0 for r in radii):
         raise ValueError(f"radii must be positive numbers, got {tuple(radii)}")
@@ -65,7 +66,7 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], *, window: int 
     batch means of one-sample estimates). Thin lines are the per-step values,
     thick lines their centred running mean over ``window`` steps.
     """
-    _check_window(window)
+    check_window(window)
     for key in ("elbo", "reconstruction", "kl"):
         if key not in history:
             raise ValueError(f"history must have the key {key!r}")
@@ -76,7 +77,7 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], *, window: int 
               (ax_terms, to_numpy(history["kl"]), COLORS["kl"], r"KL$(q(z\mid x)\,\|\,p(z))$")]
     for ax, values, colour, label in series:
         ax.plot(steps, values, color=colour, lw=0.6, alpha=0.35)
-        ax.plot(steps, _running_mean(values, window), color=colour, label=label)
+        ax.plot(steps, running_mean(values, window), color=colour, label=label)
     loss = -to_numpy(history["elbo"])
     if loss.min() > 0:            # the loss falls by a factor of a few: a log axis shows both phases
         ax_loss.set_yscale("log")
@@ -104,8 +105,8 @@ def plot_latent_space(mu: Tensor, logvar: Tensor, *, highlight: Sequence[int] = 
     if logvar.shape != mu.shape:
         raise ValueError(f"logvar must have the shape of mu {tuple(mu.shape)}, got {tuple(logvar.shape)}")
     fig, ax = new_figure(width=5.2, height=4.4)
-    points = _spiral_scatter(ax, mu, size=10)
-    _prior_circles(ax)
+    points = spiral_scatter(ax, mu, size=10)
+    prior_circles(ax)
     sd = np.exp(0.5 * to_numpy(logvar))
     m = to_numpy(mu)
     for n, i in enumerate(highlight):
@@ -147,7 +148,7 @@ def plot_reconstructions(data: Tensor, reconstructions: Tensor, samples: Tensor,
             p = to_numpy(samples)
             ax.scatter(p[:, 0], p[:, 1], s=8, color=COLORS["q"], alpha=0.6, linewidths=0, label="model samples")
         else:
-            _spiral_scatter(ax, points, size=8)
+            spiral_scatter(ax, points, size=8)
         ax.set_aspect("equal")
         ax.set_xlabel("$x_1$")
         panel_label(ax, label)
@@ -256,7 +257,7 @@ def plot_beta_vae(results: Mapping[float, Mapping], data: Tensor, *, show: Seque
 
     # (b) data and (c) reconstructions of a few points
     d = to_numpy(data)
-    _spiral_scatter(ax_data, data, size=5)
+    spiral_scatter(ax_data, data, size=5)
     ax_rec.scatter(d[:, 0], d[:, 1], s=4, color=COLORS["muted"], alpha=0.35, linewidths=0)
     for ax in (ax_data, ax_rec):
         ax.set_aspect("equal")
@@ -281,8 +282,8 @@ def plot_beta_vae(results: Mapping[float, Mapping], data: Tensor, *, show: Seque
     # (d) latent means, one panel per beta
     lim = max(1.07 * max(radii), *(float(np.abs(to_numpy(results[float(b)]["latent_means"])).max()) * 1.08 for b in show))
     for ax, beta in zip(latent_axes, show, strict=True):
-        _prior_circles(ax, radii)
-        _spiral_scatter(ax, results[float(beta)]["latent_means"], size=5)
+        prior_circles(ax, radii)
+        spiral_scatter(ax, results[float(beta)]["latent_means"], size=5)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
