@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib as mpl
 import pytest
 import torch
 from hypothesis import settings
@@ -82,3 +83,11 @@ def small_vae() -> tuple[lc.VAE, torch.Tensor]:
     data = lc.make_spiral(200, 0.1, generator=torch.Generator().manual_seed(0))
     model, _ = lc.fit_vae(data, lc.VAEConfig(steps=300, lr=3e-2, seed=0))
     return model, data
+
+
+@pytest.fixture
+def rc_unchanged():
+    """Fails the test if it changed matplotlib's global rcParams (figures style themselves locally)."""
+    before = dict(mpl.rcParams)
+    yield
+    assert dict(mpl.rcParams) == before

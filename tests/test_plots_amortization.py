@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import matplotlib as mpl
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -11,13 +10,6 @@ from labcode.lattice import latent_grid
 from labcode.plots.amortization import plot_best_gaussians, plot_gap_split, plot_gap_sweeps
 
 F64 = torch.float64
-
-
-@pytest.fixture
-def rc_unchanged():
-    before = dict(mpl.rcParams)
-    yield
-    assert dict(mpl.rcParams) == before
 
 
 def test_plot_gap_split(rc_unchanged) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import matplotlib as mpl
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -23,13 +22,6 @@ from labcode.plots.exact import (
 
 LABELS = ["near", "middle", "far"]
 F64 = torch.float64
-
-
-@pytest.fixture
-def rc_unchanged():
-    before = dict(mpl.rcParams)
-    yield
-    assert dict(mpl.rcParams) == before
 
 
 def test_plot_identity(rc_unchanged) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import matplotlib as mpl
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -11,13 +10,6 @@ from labcode.iwae import SNRStudy
 from labcode.plots.iwae import plot_snr, plot_trained_models
 
 F64 = torch.float64
-
-
-@pytest.fixture
-def rc_unchanged():
-    before = dict(mpl.rcParams)
-    yield
-    assert dict(mpl.rcParams) == before
 
 
 def test_plot_trained_models(rc_unchanged) -> None:

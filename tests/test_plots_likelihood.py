@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import matplotlib as mpl
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -18,13 +17,6 @@ LABELS = ["near", "middle", "far"]
 def study():
     log_w = 3 * torch.randn(3, 20_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     return estimator_spread(log_w, [10, 100, 1000], max_repeats=20)
-
-
-@pytest.fixture
-def rc_unchanged():
-    before = dict(mpl.rcParams)
-    yield
-    assert dict(mpl.rcParams) == before
 
 
 def gaussian_grid(g: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
