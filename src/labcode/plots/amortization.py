@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from matplotlib.axes import Axes
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
-from matplotlib.patches import Ellipse
 from torch import Tensor
 
+from .exact import ellipse_levels, fill_posterior
 from .style import COLORS, POINT_COLORS, new_figure, panel_label, styled, to_numpy
 
 
@@ -48,13 +47,6 @@ def plot_gap_split(position: Tensor, approximation_gap: Tensor, amortization_gap
     return fig
 
 
-def _ellipses(ax: Axes, mean: np.ndarray, std: np.ndarray, colour: str, style: str) -> None:
-    """Contours of N(mean, diag std^2) where the density is e^{-1/2} and e^{-2} of its maximum."""
-    for radius in (1.0, 2.0):
-        ax.add_patch(Ellipse(tuple(mean), 2 * radius * std[0], 2 * radius * std[1], fill=False,
-                             edgecolor=colour, lw=1.4, ls=style))
-
-
 @styled
 def plot_best_gaussians(axes: Sequence[tuple[Tensor, Tensor]], log_posteriors: Sequence[Tensor], q_mean: Tensor,
                         q_std: Tensor, best_mean: Tensor, best_std: Tensor, labels: Sequence[str]) -> Figure:
@@ -76,16 +68,9 @@ def plot_best_gaussians(axes: Sequence[tuple[Tensor, Tensor]], log_posteriors: S
     fig, panels = new_figure(1, n, width=3.2 * n + 0.8, height=3.6)
     panels = np.atleast_1d(panels)
     for i, ax in enumerate(panels):
-        z1, z2 = to_numpy(axes[i][0]), to_numpy(axes[i][1])
-        log_post = to_numpy(log_posteriors[i])
-        if log_post.shape != (z1.size, z2.size):
-            raise ValueError(f"log_posteriors[{i}] must have shape ({z1.size}, {z2.size}), got {log_post.shape}")
-        peak = log_post.max()
-        colour = POINT_COLORS[i % len(POINT_COLORS)]
-        shades = [to_rgba(colour, alpha) for alpha in (0.12, 0.3, 0.55)]
-        ax.contourf(z1, z2, log_post.T, levels=[peak - 4.5, peak - 2.0, peak - 0.5, peak + 1e-9], colors=shades)
-        _ellipses(ax, to_numpy(q_mean[i]), to_numpy(q_std[i]), COLORS["data"], "--")
-        _ellipses(ax, to_numpy(best_mean[i]), to_numpy(best_std[i]), COLORS["q"], "-")
+        z1, z2, *_ = fill_posterior(ax, axes, log_posteriors, i)
+        ellipse_levels(ax, to_numpy(q_mean[i]), to_numpy(q_std[i]), COLORS["data"], "--")
+        ellipse_levels(ax, to_numpy(best_mean[i]), to_numpy(best_std[i]), COLORS["q"], "-")
         ax.set_xlim(z1[0], z1[-1])
         ax.set_ylim(z2[0], z2[-1])
         ax.grid(False)

@@ -55,11 +55,29 @@ def plot_identity(log_evidence: Tensor, elbo: Tensor, discrepancy: Tensor, error
     return fig
 
 
-def _ellipse_levels(ax: Axes, mean: np.ndarray, std: np.ndarray, colour: str) -> None:
+def ellipse_levels(ax: Axes, mean: np.ndarray, std: np.ndarray, colour: str, style: str = "--") -> None:
     """Contours of N(mean, diag std^2) where the density is e^{-1/2} and e^{-2} of its maximum."""
     for radius in (1.0, 2.0):
         ax.add_patch(Ellipse(tuple(mean), 2 * radius * std[0], 2 * radius * std[1], fill=False,
-                             edgecolor=colour, lw=1.4, ls="--"))
+                             edgecolor=colour, lw=1.4, ls=style))
+
+
+def fill_posterior(ax: Axes, axes: Sequence[tuple[Tensor, Tensor]], log_posteriors: Sequence[Tensor],
+                   i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, str]:
+    """Fill point i's exact posterior on its zoom grid where it is above :math:`e^{-4.5}`, :math:`e^{-2}` and
+    :math:`e^{-1/2}` of its maximum, in the point's colour; returns (z1, z2, log_post, peak, colour).
+
+    ``axes[i] = (z1, z2)`` are the (G1,) and (G2,) grid coordinates and ``log_posteriors[i]`` is (G1, G2).
+    """
+    z1, z2 = to_numpy(axes[i][0]), to_numpy(axes[i][1])
+    log_post = to_numpy(log_posteriors[i])
+    if log_post.shape != (z1.size, z2.size):
+        raise ValueError(f"log_posteriors[{i}] must have shape ({z1.size}, {z2.size}), got {log_post.shape}")
+    peak = log_post.max()
+    colour = POINT_COLORS[i % len(POINT_COLORS)]
+    shades = [to_rgba(colour, alpha) for alpha in (0.12, 0.3, 0.55)]
+    ax.contourf(z1, z2, log_post.T, levels=[peak - 4.5, peak - 2.0, peak - 0.5, peak + 1e-9], colors=shades)
+    return z1, z2, log_post, peak, colour
 
 
 @styled
@@ -81,16 +99,9 @@ def plot_posterior_vs_q(axes: Sequence[tuple[Tensor, Tensor]], log_posteriors: S
     fig, panels = new_figure(1, n, width=8.8, height=3.5)
     panels = np.atleast_1d(panels)
     for i, ax in enumerate(panels):
-        z1, z2 = to_numpy(axes[i][0]), to_numpy(axes[i][1])
-        log_post = to_numpy(log_posteriors[i])
-        if log_post.shape != (z1.size, z2.size):
-            raise ValueError(f"log_posteriors[{i}] must have shape ({z1.size}, {z2.size}), got {log_post.shape}")
-        peak = log_post.max()
-        colour = POINT_COLORS[i % len(POINT_COLORS)]
-        shades = [to_rgba(colour, alpha) for alpha in (0.12, 0.3, 0.55)]
-        ax.contourf(z1, z2, log_post.T, levels=[peak - 4.5, peak - 2.0, peak - 0.5, peak + 1e-9], colors=shades)
+        z1, z2, log_post, peak, colour = fill_posterior(ax, axes, log_posteriors, i)
         ax.contour(z1, z2, log_post.T, levels=[peak - 2.0, peak - 0.5], colors=[colour], linewidths=1.2)
-        _ellipse_levels(ax, to_numpy(q_mean[i]), to_numpy(q_std[i]), COLORS["data"])
+        ellipse_levels(ax, to_numpy(q_mean[i]), to_numpy(q_std[i]), COLORS["data"])
         ax.set_xlim(z1[0], z1[-1])
         ax.set_ylim(z2[0], z2[-1])
         ax.set_aspect("equal")
