@@ -21,6 +21,8 @@ from hypothesis import settings
 import labcode as lc
 from book_utils import HTML, ROOT
 
+pytest_plugins = ["browser_fixtures"]   # browser, server, visits for the browser test modules
+
 # Modest example counts keep the suite fast; derandomize makes every CI run
 # draw the same examples (a fixed seed), and database=None keeps the working
 # tree free of a .hypothesis folder. HYPOTHESIS_PROFILE=stress searches
