@@ -129,6 +129,13 @@ def test_no_unresolved_reference_missing_figure_or_glyph(pdf: str) -> None:
     assert shown >= figures, f"{figures} figure captions but only {shown} images in the PDF"
 
 
+def test_no_math_left_as_text(pdf: str) -> None:
+    """Inline math that Markdown broke up (a line starting with "+ " inside $...$ became a list item) reaches LaTeX
+    as an escaped dollar sign followed by TeX source; the book has no literal dollar sign."""
+    tex = (LATEX / "generative-models.tex").read_text()
+    assert "\\$" not in tex, [line for line in tex.splitlines() if "\\$" in line][:3]
+
+
 def test_the_pdf_is_the_one_just_built(pdf: str) -> None:
     built = LATEX / "generative-models.pdf"
     assert built.exists() and built.read_bytes() == PDF.read_bytes(), "_build/html/generative-models.pdf is stale"

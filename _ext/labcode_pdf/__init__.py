@@ -3,13 +3,13 @@
 1. The book's TeX macros (``\\E``, ``\\KL``, ``\\N``, ...) have one source, ``mathjax3_config.tex.macros`` in
    ``_config.yml``, which only MathJax reads. At ``config-inited`` they are written into the LaTeX preamble,
    each as ``\\providecommand`` followed by ``\\renewcommand`` at the end of ``\\begin{document}`` (after
-   unicode-math has set up its symbols), so a package that defines the same name (``\\N``, ``\\R`` and ``\\E`` are common) neither stops the build nor wins.
-   A MathJax macro with arguments (``[body, n]``) becomes a LaTeX macro with ``n`` arguments.
+   unicode-math has set up its symbols), so a package that defines the same name (``\\N``, ``\\R`` and
+   ``\\E`` are common) neither stops the build nor wins. A MathJax macro with arguments
+   (``[body, n]``) becomes a LaTeX macro with ``n`` arguments.
 2. ``jupyterBook.cls`` (sphinx-jupyterbook-latex's class) loads ``bbm``, which Debian ships only in the
    1.4 GB ``texlive-fonts-extra``, for shorthands this book never uses; a stand-in ``bbm.sty``
    (``\\mathbbm`` as ``\\mathbb``) is copied next to the ``.tex`` (so it wins over an installed one, and the
    PDF is the same on every machine), and the small TeX set that ``scripts/build-pdf.sh`` installs suffices.
-
 3. The PDF numbers chapters, theorems, exercises and figures as the HTML edition does:
    - sphinx-jupyterbook-latex sets ``numfig_secnum_depth = 2`` for the LaTeX builder (so that LaTeX restarts
      figure numbers in each chapter when the top level is ``part``); the environment then numbers theorems
@@ -20,8 +20,8 @@
      (its number on the site, empty for an unnumbered one), which sets LaTeX's chapter counter and turns
      section numbers off and on;
    - sphinx-proof writes each theorem's LaTeX label from the chapter's title, and a title with an
-     apostrophe ("Jensen's inequality") gives ``\\label{None:...}`` and a title without its number, and sphinx-exercise writes only
-     ``exercise:<label>``: every ``{prf:ref}`` into such a chapter and every ``{numref}`` to an exercise was
+     apostrophe ("Jensen's inequality") gives ``\\label{None:...}`` and a title without its number, and
+     sphinx-exercise writes only ``exercise:<label>``: every ``{prf:ref}`` into such a chapter and every ``{numref}`` to an exercise was
      "??" in the PDF. Each of their boxes now gets the label Sphinx's references use, carrying the box's
      number, so ``\\ref`` prints the same number as the site.
 4. A proof is amsthm's ``proof`` environment instead of sphinx-proof's untitled box (whose LaTeX takes the
@@ -30,8 +30,9 @@
    representation LaTeX can use except ``<IPython.core.display.HTML object>``; for the LaTeX builder such a
    table is parsed and given to myst-nb as a real table, which it then prefers to the text. Any other output
    that only HTML could show is reported (a warning: the build fails) instead of printing that text.
-6. A table of 12 rows or more with given column widths (the course map) is a ``longtable``, which breaks across pages; the pages of the
-   landing page's text, which follow the table of contents, are not marked "Contents".
+6. A table of 12 rows or more with given column widths (the course map) is a ``longtable``, which breaks
+   across pages; the pages of the landing page's text, which follow the table of contents, are not marked
+   "Contents".
 7. The bibliography stays in the References chapter (Sphinx moves it to an extra chapter at the end); a glued
    value never breaks across lines at a hyphen ("2e-06"); inline code may break after an underscore.
 8. Domain indices (sphinx-proof's list of labels) are left out of the PDF; the general index stays.
