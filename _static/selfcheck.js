@@ -53,7 +53,7 @@
     if (Math.abs(value - answer) <= tol * (1 + 1e-9)) {
       say(form, "right", "Right: the build computed " + form.dataset.display + ".");
     } else {
-      say(form, "wrong", "Not quite: " + text.trim() + " is off by more than " + form.dataset.tol + ".");
+      say(form, "wrong", "Not quite: " + text.trim() + " is not within " + form.dataset.tolText + " of the answer.");
     }
   }
 

@@ -63,6 +63,8 @@ def test_numeric_keeps_the_exact_answer_and_shows_the_digits_its_tolerance_resol
     assert q.display == "0.6667" and q.tolerance_text == "±0.005"
     assert _num(answer=12.3456, tol=0.5).display == "12.35"
     assert _num(answer=1234.5, tol=50).display == "1234"
+    assert _num(answer=22506.3, tol=1125.3).tolerance_text == "±1100"
+    assert _num(answer=199.0, tol=9.95).tolerance_text in ("±9.9", "±10")
 
 
 @pytest.mark.parametrize(("args", "error", "name"), [
@@ -227,3 +229,22 @@ def test_only_pages_with_selfchecks_load_the_script(built_book: Path) -> None:
         assert ("_static/selfcheck.js" in page) == has_block, doc
         assert ("_static/selfcheck.css" in page) == has_block, doc
     assert (built_book / "_static" / "selfcheck.js").is_file()
+
+
+def test_the_build_extension_reads_what_the_api_writes(tmp_path: Path) -> None:
+    """_ext/selfcheck.py checks answers against the page's glue at build time; its pattern must match the markup."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "_ext"))
+    import selfcheck as ext
+
+    md = SelfCheck(_num(answer=2 / 3, glue_key="kl.pq-1"), _num(answer=0.25, glue_key="other"))._repr_markdown_()
+    found = ext.NUMERIC.findall(md)
+    assert [(answer, key) for _, answer, key in found] == [(repr(2 / 3), "kl.pq-1"), ("0.25", "other")]
+    (tmp_path / "jupyter_execute" / "book").mkdir(parents=True)
+    (tmp_path / "jupyter_execute" / "book" / "kl.glue.json").write_text(json.dumps(
+        {"kl.pq-1": {"data": {"text/plain": repr(2 / 3)}}, "fig": {"data": {"image/png": "..."}}}))
+
+    class App:
+        outdir = str(tmp_path / "html")
+
+    assert ext._glued_numbers(App(), "book/kl") == {"kl.pq-1": 2 / 3}

@@ -114,7 +114,8 @@ class Numeric:
 
     @property
     def tolerance_text(self) -> str:
-        return f"±{self.tol:g}"
+        """The tolerance to two significant digits, as readers are told it (±0.0005, ±9.9, ±1100)."""
+        return f"±{float(f'{self.tol:.2g}'):g}"
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ class SelfCheck:
         esc = html.escape
         if isinstance(q, Numeric):
             data = (f'data-kind="numeric" data-answer="{q.answer!r}" data-tol="{q.tol:.12g}" '
-                    f'data-display="{esc(q.display)}" data-glue-key="{esc(q.glue_key)}"')
+                    f'data-display="{esc(q.display)}" data-tol-text="{esc(q.tolerance_text)}" data-glue-key="{esc(q.glue_key)}"')
         else:
             data = f'data-kind="choice" data-correct="{q.correct_index}" data-display="{esc(q.display)}"'
         parts = [f'<form class="selfcheck-question" id="{qid}" {data} novalidate>',
