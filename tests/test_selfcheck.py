@@ -25,7 +25,6 @@ from book_utils import notebook_docs, source
 from labcode.selfcheck import Choice, Numeric, SelfCheck
 
 #: executed chapters that have no self-checks yet (strict xfail: remove a chapter when its questions are in)
-PENDING = {"book/appendix/debugging", "book/two_forces", "book/collapse", "book/validation"}
 EXEMPT_TITLES = {"Exercises"}
 QUESTIONS_PER_BLOCK = (2, 3)
 
@@ -177,8 +176,7 @@ def test_section_rule() -> None:
     assert "no self-check" in section_problems(_page(CODE.replace("x = 1", "x = 1\n## not a heading")), "p")[0]
 
 
-@pytest.mark.parametrize("doc", [pytest.param(d, marks=pytest.mark.xfail(d in PENDING, strict=True, reason="no self-checks yet"))
-                                 for d in notebook_docs()])
+@pytest.mark.parametrize("doc", notebook_docs())
 def test_every_computing_section_ends_with_a_selfcheck(doc: str) -> None:
     problems = section_problems(source(doc).read_text(), doc)
     assert not problems, "\n".join(problems)
