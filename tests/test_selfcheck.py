@@ -24,7 +24,6 @@ import torch
 from book_utils import notebook_docs, source
 from labcode.selfcheck import Choice, Numeric, SelfCheck
 
-#: executed chapters that have no self-checks yet (strict xfail: remove a chapter when its questions are in)
 EXEMPT_TITLES = {"Exercises"}
 QUESTIONS_PER_BLOCK = (2, 3)
 
