@@ -57,10 +57,10 @@ _CHUNK = 1 << 14
 class NewtonTerms:
     """The rule's ELBO of :math:`q = \\mathcal N(m, \\operatorname{diag} e^{\\ell})` and its derivatives in :math:`\\theta = (m, \\ell)`, per point."""
 
-    value: Tensor      #: (B,) :math:`\\mathrm{ELBO}(x; q)` on the rule
-    gradient: Tensor   #: (B, 2d) :math:`\\nabla_\\theta \\mathrm{ELBO}`, the :math:`m` part first
-    hessian: Tensor    #: (B, 2d, 2d) :math:`\\nabla^2_\\theta \\mathrm{ELBO}`
-    q_mass: Tensor     #: (B,) :math:`\\int q` by the rule (1 when the cells resolve :math:`q`)
+    value: Tensor      #: (B,) :math:`\mathrm{ELBO}(x; q)` on the rule
+    gradient: Tensor   #: (B, 2d) :math:`\nabla_\theta \mathrm{ELBO}`, the :math:`m` part first
+    hessian: Tensor    #: (B, 2d, 2d) :math:`\nabla^2_\theta \mathrm{ELBO}`
+    q_mass: Tensor     #: (B,) :math:`\int q` by the rule (1 when the cells resolve :math:`q`)
 
 
 @dataclass(frozen=True)
@@ -180,13 +180,13 @@ class GaussianOptimum:
     """The best diagonal Gaussian :math:`q^*(z \\mid x) = \\mathcal N(m^*, \\operatorname{diag} e^{\\ell^*})` found per point, on a rule."""
 
     mean: Tensor          #: (B, d) :math:`m^*`
-    logvar: Tensor        #: (B, d) :math:`\\ell^*`
-    elbo: Tensor          #: (B,) :math:`\\mathrm{ELBO}(x; q^*)` on the rule
+    logvar: Tensor        #: (B, d) :math:`\ell^*`
+    elbo: Tensor          #: (B,) :math:`\mathrm{ELBO}(x; q^*)` on the rule
     start_elbo: Tensor    #: (B,) the ELBO at the start (``-inf`` where the rule does not resolve the start)
-    #: (B,) :math:`\\tfrac12 g^\\top (-H)^{-1} g` at :math:`q^*`, the gain a further Newton step predicts
+    #: (B,) :math:`\tfrac12 g^\top (-H)^{-1} g` at :math:`q^*`, the gain a further Newton step predicts
     #: (inf where :math:`-H` is not positive definite)
     decrement: Tensor
-    q_mass: Tensor        #: (B,) :math:`\\int q^*` by the rule (1 when the cells resolve :math:`q^*`)
+    q_mass: Tensor        #: (B,) :math:`\int q^*` by the rule (1 when the cells resolve :math:`q^*`)
     iterations: int       #: Newton iterations used
 
 
@@ -325,12 +325,12 @@ def _box_cells(model: nn.Module, x: Tensor, noise_std: Tensor, low: Tensor, high
 class GapSplit:
     """The ELBO's gap per data point, split by the best Gaussian :math:`q^*` (all tensors (B,))."""
 
-    log_evidence: Tensor      #: :math:`\\log p(x)` by the rule
-    encoder_elbo: Tensor      #: :math:`\\mathrm{ELBO}(x; q_\\phi)`
-    best: GaussianOptimum     #: :math:`q^*` and :math:`\\mathrm{ELBO}(x; q^*)`, both on the rule
+    log_evidence: Tensor      #: :math:`\log p(x)` by the rule
+    encoder_elbo: Tensor      #: :math:`\mathrm{ELBO}(x; q_\phi)`
+    best: GaussianOptimum     #: :math:`q^*` and :math:`\mathrm{ELBO}(x; q^*)`, both on the rule
     start: Tensor             #: (B,) int64, the index in :data:`STARTS` of the search that found :math:`q^*`
     encoder_start_elbo: Tensor  #: the ELBO that the search from the encoder alone reaches (at least the encoder's)
-    error_estimate: Tensor    #: the rule's error estimate for :math:`\\log p(x)`
+    error_estimate: Tensor    #: the rule's error estimate for :math:`\log p(x)`
     #: the rule's cells (kept by :func:`vae_gap_split` for :meth:`elbo`; dropped by :meth:`select`)
     cells: _Cells | None = field(default=None, repr=False, compare=False)
 

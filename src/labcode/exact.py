@@ -32,14 +32,14 @@ from .quadrature import LatentQuadrature, decode_in_chunks, latent_quadrature, s
 class ExactTerms:
     """Per-point exact quantities of a VAE, each (B,), by :func:`latent_quadrature`."""
 
-    log_evidence: Tensor     #: :math:`\\log p(x)`
-    reconstruction: Tensor   #: :math:`\\mathbb E_q[\\log p(x \\mid z)]`
-    kl_prior: Tensor         #: :math:`\\mathrm{KL}(q(z \\mid x) \\,\\|\\, p(z))`, closed form
+    log_evidence: Tensor     #: :math:`\log p(x)`
+    reconstruction: Tensor   #: :math:`\mathbb E_q[\log p(x \mid z)]`
+    kl_prior: Tensor         #: :math:`\mathrm{KL}(q(z \mid x) \,\|\, p(z))`, closed form
     elbo: Tensor             #: reconstruction − kl_prior
-    kl_posterior: Tensor     #: :math:`\\mathrm{KL}(q(z \\mid x) \\,\\|\\, p(z \\mid x))`, the gap
-    q_mass: Tensor           #: :math:`\\int q` by the rule (1 up to its error)
-    error_estimate: Tensor   #: the rule's error estimate for :math:`\\log p(x)`
-    log_tail_bound: Tensor   #: log of the bound (:func:`tail_bound`) on the relative mass outside the box
+    kl_posterior: Tensor     #: :math:`\mathrm{KL}(q(z \mid x) \,\|\, p(z \mid x))`, the gap
+    q_mass: Tensor           #: :math:`\int q` by the rule (1 up to its error)
+    error_estimate: Tensor   #: the rule's error estimate for :math:`\log p(x)`
+    log_tail_bound: Tensor   #: log of the bound (:func:`~labcode.quadrature.tail_bound`) on the relative mass outside the box
 
     @property
     def discrepancy(self) -> Tensor:

@@ -45,7 +45,7 @@ def gaussian_kl_landscape(target_log_prob: LogProb, grid: Tensor, mus: Tensor, l
 
     ``direction="forward"`` gives :math:`\\mathrm{KL}(p\\,\\|\\,q)` ("inclusive"),
     ``"reverse"`` gives :math:`\\mathrm{KL}(q\\,\\|\\,p)` ("exclusive"); both by
-    :func:`quadrature_kl` on ``grid``.
+    :func:`~labcode.kl.quadrature_kl` on ``grid``.
 
     Args:
         target_log_prob: :math:`\\log p`, (M,) -> (M,).
@@ -101,7 +101,7 @@ def fit_gaussian_kl(target_log_prob: LogProb, grid: Tensor, direction: Direction
                     steps: int = 500, lr: float = 0.1) -> GaussianFit:
     """Fit :math:`q = \\mathcal N(\\mu, \\sigma^2)` to a target :math:`p` by gradient descent on one KL direction.
 
-    The objective is :func:`quadrature_kl` on the fixed ``grid`` (deterministic,
+    The objective is :func:`~labcode.kl.quadrature_kl` on the fixed ``grid`` (deterministic,
     so plain gradient descent applies), in the parameters
     :math:`\\theta = (\\mu, \\log\\sigma)`:
     :math:`\\theta \\leftarrow \\theta - \\eta\\, \\nabla_\\theta \\mathrm{KL}`.

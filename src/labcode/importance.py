@@ -103,9 +103,9 @@ class SpreadStudy:
     sample_sizes: list[int]
     repeats: list[int]               #: independent runs :math:`R` behind each :math:`K`
     probs: list[float]               #: quantile levels, e.g. [0.1, 0.5, 0.9]
-    log_estimate_quantiles: Tensor   #: (batch, n_sizes, n_probs) quantiles of :math:`\\log \\hat p_K` over runs
-    log_estimate_mean: Tensor        #: (batch, n_sizes) mean of :math:`\\log \\hat p_K` over runs
-    log_estimate_std: Tensor         #: (batch, n_sizes) standard deviation of :math:`\\log \\hat p_K` over runs
+    log_estimate_quantiles: Tensor   #: (batch, n_sizes, n_probs) quantiles of :math:`\log \hat p_K` over runs
+    log_estimate_mean: Tensor        #: (batch, n_sizes) mean of :math:`\log \hat p_K` over runs
+    log_estimate_std: Tensor         #: (batch, n_sizes) standard deviation of :math:`\log \hat p_K` over runs
     ess_quantiles: Tensor            #: (batch, n_sizes, n_probs) quantiles of the ESS over runs
 
 

@@ -159,9 +159,9 @@ class LatentQuadrature:
 
     point: Tensor           #: (n,) int64, the row of x each cell belongs to
     nodes: Tensor           #: (n, d) cell midpoints :math:`z_k`
-    log_volume: Tensor      #: (n,) :math:`\\log \\Delta_k`
-    log_joint: Tensor       #: (n,) :math:`\\log p(x, z_k)`
-    log_evidence: Tensor    #: (B,) :math:`\\log p(x) \\approx \\log \\sum_k \\Delta_k\\, p(x, z_k)`
+    log_volume: Tensor      #: (n,) :math:`\log \Delta_k`
+    log_joint: Tensor       #: (n,) :math:`\log p(x, z_k)`
+    log_evidence: Tensor    #: (B,) :math:`\log p(x) \approx \log \sum_k \Delta_k\, p(x, z_k)`
     error_estimate: Tensor  #: (B,) change of log p(x) (or of the mass of q) made by the last refinement
     log_tail_bound: Tensor  #: (B,) log of :func:`tail_bound` / :math:`p(x)`: relative mass outside the box
     half_width: float       #: :math:`a`, the box is :math:`[-a, a]^d`

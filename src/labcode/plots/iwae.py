@@ -29,7 +29,7 @@ def plot_trained_models(sample_sizes: Sequence[int], index: Tensor, log_evidence
                         variance_ratio: Tensor) -> Figure:
     """Exact per-point results of models trained with :math:`\\mathcal L_K`, one colour per :math:`K`, against the point's index.
 
-    (a) :math:`\\log p(x)` of each model minus that of the first (the first's is the zero line);
+    Panels: (a) :math:`\\log p(x)` of each model minus that of the first (the first's is the zero line);
     (b) the ELBO's gap :math:`\\mathrm{KL}(q(z \\mid x) \\,\\|\\, p(z \\mid x))` (log axis);
     (c) :math:`r`, the largest ratio of posterior to :math:`q` variance over directions (log axis), with
     the line :math:`r = 2` above which a Gaussian posterior of that covariance would give the importance

@@ -47,7 +47,7 @@ PRIOR_RADII: tuple[float, ...] = (1.0, 2.0, 3.0)
 
 
 def prior_circles(ax: Axes, radii: Sequence[float] = PRIOR_RADII) -> None:
-    """Contours of the prior density N(0, I) in two dimensions: circles |z| = r."""
+    """Contours of the prior density N(0, I) in two dimensions: circles :math:`|z| = r`."""
     if len(radii) == 0 or any(not r > 0 for r in radii):
         raise ValueError(f"radii must be positive numbers, got {tuple(radii)}")
     text = ", ".join(f"{r:g}" for r in radii)
@@ -126,7 +126,7 @@ def plot_latent_space(mu: Tensor, logvar: Tensor, *, highlight: Sequence[int] = 
 @styled
 def plot_reconstructions(data: Tensor, reconstructions: Tensor, samples: Tensor,
                          short_reconstructions: Tensor | None = None) -> Figure:
-    """(a) decoder means :math:`f_\\theta(z)`, :math:`z \\sim q(z\\mid x_i)`, against the data;
+    """Panels: (a) decoder means :math:`f_\\theta(z)`, :math:`z \\sim q(z\\mid x_i)`, against the data;
     (b) samples of the generative model against the data; (c) optionally, the
     reconstructions of a briefly trained model (same data, same axes).
 
