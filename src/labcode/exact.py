@@ -260,7 +260,7 @@ def posterior_zooms(decoder: Decoder, x: Tensor, noise_std: Tensor | float, log_
 def prior_sampling_log_moment_ratio(model: nn.Module, x: Tensor, noise_scale: float = 1.0, **quadrature) -> Tensor:
     """Exact :math:`\\log C(x) = \\log \\int p(z \\mid x)^2 / p(z)\\, dz` of a :class:`labcode.VAE` whose noise level is rescaled.
 
-    The decoder is the model's with :math:`\\sigma = ` ``noise_scale`` :math:`\\cdot \\sigma_x`;
+    The decoder is the model's with :math:`\\sigma = s \\, \\sigma_x`, where :math:`s` is ``noise_scale``;
     :math:`K / C(x)` is the large-:math:`K` effective sample size of prior sampling.
 
     Returns:
