@@ -35,7 +35,15 @@ fi
 
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"   # as scripts/test.sh: the same numbers as the site's build
 export LATEXOPTS="${LATEXOPTS:--interaction=nonstopmode -halt-on-error}"   # a TeX error stops, never waits for input
-"$bin/jupyter-book" build . --builder pdflatex -W -n --keep-going "$@" </dev/null
+# The print edition is the course: the API reference stays on the site (where every code cell links to it), so the
+# PDF is built from _toc.yml without its "API reference" part.
+mkdir -p _build/html
+"$bin/python" -c '
+import yaml
+toc = yaml.safe_load(open("_toc.yml"))
+toc["parts"] = [part for part in toc["parts"] if part.get("caption") != "API reference"]
+open("_build/pdf-toc.yml", "w").write(yaml.safe_dump(toc, sort_keys=False))'
+"$bin/jupyter-book" build . --builder pdflatex --toc _build/pdf-toc.yml -W -n --keep-going "$@" </dev/null
 
 # LaTeX resolves references and fonts after Sphinx is done: a "??" or a missing glyph fails the command too.
 log=_build/latex/generative-models.log
@@ -44,7 +52,6 @@ if grep -q -E "There were undefined references|Missing character|Reference .* un
   echo "error: the PDF has unresolved references or missing characters (see $log)" >&2
   exit 1
 fi
-mkdir -p _build/html
 cp _build/latex/generative-models.pdf _build/html/generative-models.pdf
 echo "PDF: _build/latex/generative-models.pdf ($(pdfinfo _build/latex/generative-models.pdf | awk '/^Pages:/ {print $2}') pages)," \
      "copied to _build/html/generative-models.pdf" >&2

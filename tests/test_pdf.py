@@ -58,11 +58,17 @@ def site_title(doc: str) -> str:
     return html_text(title)
 
 
+
+def pdf_docs() -> list[str]:
+    """The documents of the print edition: _toc.yml without its "API reference" part (scripts/build-pdf.sh)."""
+    return [doc for doc in toc_files() if not doc.startswith("book/api/")]
+
+
 @pytest.fixture(scope="module")
 def chapters(pdf: str, built_book) -> dict[str, str]:
     """Each chapter's text in the PDF, found by its heading (LaTeX sets chapter headings in capitals)."""
     body = norm(pdf)
-    root, *docs = toc_files()
+    root, *docs = pdf_docs()
     title = site_title(root)
     assert title in body[:2000], f"the title page does not show the book's title {title!r}"
     starts, position = [], 0
@@ -77,7 +83,7 @@ def chapters(pdf: str, built_book) -> dict[str, str]:
 
 
 def test_every_chapter_in_the_order_of_the_table_of_contents(chapters: dict[str, str]) -> None:
-    assert list(chapters) == toc_files()
+    assert list(chapters) == pdf_docs()
     short = [doc for doc, text in chapters.items() if len(text) < 200]
     assert not short, f"chapters with (almost) no text in the PDF: {short}"
 
@@ -98,7 +104,7 @@ def test_every_glued_value_appears_in_its_chapter(chapters: dict[str, str]) -> N
 
 def test_figures_are_numbered_as_on_the_site(pdf: str, built_book) -> None:
     site = []
-    for doc in toc_files():
+    for doc in pdf_docs():
         site += re.findall(r'<span class="caption-number">Fig\. ([\d.]+) </span>', (HTML / f"{doc}.html").read_text())
     in_pdf = re.findall(r"^Fig\. ([\d.]+): ", pdf, re.M)
     assert site and in_pdf == site
@@ -108,7 +114,7 @@ def test_theorems_and_exercises_are_numbered_as_on_the_site(pdf: str, built_book
     """A box's title and a reference to it give the site's number (not "??", not a section-based number)."""
     kinds = "Theorem|Lemma|Proposition|Corollary|Definition|Remark|Exercise"
     site = set()
-    for doc in toc_files():
+    for doc in pdf_docs():
         page = html.unescape((HTML / f"{doc}.html").read_text())
         site |= set(re.findall(rf"\b((?:{kinds}) \d+(?:\.\d+)?)\b", re.sub(r"<[^>]+>", "", page)))
     in_pdf = set(re.findall(rf"\b((?:{kinds}) \d+(?:\.\d+)?)\b", pdf))
@@ -166,4 +172,4 @@ def test_ci_and_the_workflow_build_the_pdf() -> None:
     upload = next(i for i, r in enumerate(runs) if "upload-pages-artifact" in r)
     assert book < pdf < upload, "the PDF is built after the site and lands in _build/html before the upload"
     script = (ROOT / "scripts" / "build-pdf.sh").read_text()
-    assert "--builder pdflatex -W -n --keep-going" in script and "_build/html/generative-models.pdf" in script
+    assert "--builder pdflatex --toc _build/pdf-toc.yml -W -n --keep-going" in script and "_build/html/generative-models.pdf" in script
