@@ -46,7 +46,7 @@ def test_hierarchy_covers_every_chapter_of_the_toc():
     from book_utils import ROOT
 
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    parts = [p for p in toc["parts"] if p["caption"] not in ("Front matter", "Summary", "Appendices", "About this build")]
+    parts = [p for p in toc["parts"] if p["caption"] not in ("Front matter", "Summary", "Appendices", "About this build", "API reference")]
     chapters = [c["file"].removeprefix("book/") for p in parts for c in p["chapters"]]
     drawn = [chapter for _, concepts in HIERARCHY for _, chapter in concepts]
     assert sorted(set(drawn)) == sorted(chapters)
