@@ -72,17 +72,23 @@ def test_training_code_fingerprint_follows_the_source() -> None:
     assert store.code_fingerprint(("vae.py",)) != store.code_fingerprint(("kl.py",))
 
 
-def test_a_truncated_entry_is_discarded_with_a_warning_and_retrained(store_dir: Path, tmp_path: Path) -> None:
+def test_a_truncated_entry_is_moved_aside_logged_and_retrained(store_dir: Path, tmp_path: Path) -> None:
+    """A damaged entry is kept for inspection, named in the store's events.log (which the build prints), and
+    trained again; nothing is written to the chapter's own output (it would be cached with the page)."""
     log = tmp_path / "log"
     store.cached_training("toy", {"a": 1}, DATA, "cpu", counting_train(log))
     (entry,) = store_dir.glob("toy-*.pt")
-    entry.write_bytes(entry.read_bytes()[:40])
-    with pytest.warns(RuntimeWarning, match="discarding unreadable entry"):
+    truncated = entry.read_bytes()[:40]
+    entry.write_bytes(truncated)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                   # no warning reaches the chapter
         again = store.cached_training("toy", {"a": 1}, DATA, "cpu", counting_train(log, value=1.0))
     assert trainings(log) == 2 and torch.equal(again["weights"], torch.ones(3))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")                   # the rewritten entry loads cleanly
-        store.cached_training("toy", {"a": 1}, DATA, "cpu", counting_train(log))
+    (aside,) = store_dir.glob("toy-*.pt.damaged-*")
+    assert aside.read_bytes() == truncated
+    events = (store_dir / store.EVENTS).read_text().splitlines()
+    assert len(events) == 1 and str(entry) in events[0] and aside.name in events[0]
+    store.cached_training("toy", {"a": 1}, DATA, "cpu", counting_train(log))   # the rewritten entry loads
     assert trainings(log) == 2
 
 

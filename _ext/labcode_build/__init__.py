@@ -16,9 +16,17 @@ that a plain ``jupyter-book build .`` uses it:
    executed by myst-nb itself, counts as importing everything). Prose-only
    edits change neither the cells nor a fingerprint, and execute nothing;
 2. before Sphinx reads the pages, executes every notebook that the cache
-   cannot serve in parallel, one process per core, and stores the results in
-   the cache, where myst-nb then finds them (a notebook that fails is left to
-   myst-nb, which re-runs it and reports the error as usual);
+   cannot serve in parallel, one worker process per core (``worker``), and
+   stores the results in the cache, where myst-nb then finds them. A chapter
+   that fails executes once: myst-nb renders that execution and reports the
+   error as ``book/<chapter>.md:<line>: <chapter> cell N: raised <exception>``;
+   the chapters that succeeded stay cached, and the failed one is read again by
+   the next build. Each chapter has a wall-clock limit (front matter
+   ``labcode: {timeout: S}``, else ``labcode_timeout_factor`` times its last
+   measured time, at least ``labcode_timeout_floor`` seconds); a chapter over
+   it is stopped and reported by name. Kernels talk to their worker over IPC,
+   and no worker or kernel outlives the build (normal end, failure, Ctrl-C, or
+   the build's process killed);
 3. pins the kernels to one BLAS/OpenMP thread, so serial and parallel builds
    give identical numbers, and points them at the build's model store
    (``LABCODE_MODEL_STORE=_build/.labcode-models``, see ``labcode.store``), so
@@ -34,8 +42,14 @@ that a plain ``jupyter-book build .`` uses it:
    ``LABCODE_DEVICE=cpu`` on a GPU machine (a build-wide ``LABCODE_DEVICE`` still
    wins); the choice is part of the chapter's key and the report shows it.
 
+7. serialises builds in one checkout and recovers from damaged state
+   (``safety``): a second build waits for the first (``_build/.labcode-build.lock``);
+   an unreadable execution cache or model store is moved aside, named, and
+   rebuilt.
+
 Environment: ``LABCODE_BUILD_WORKERS`` sets the number of parallel
-executions (default: the number of cores; 1 = serial).
+executions (default: the number of cores; 1 = serial);
+``LABCODE_BUILD_LOCK_TIMEOUT`` how long a second build waits (seconds, default 3600).
 
 Why not only the maintained machinery: jupyter-cache has a parallel executor
 (``JupyterExecutorLocalMproc``), but it executes the notebooks of a cache *project* and keys
@@ -46,22 +60,38 @@ same cache, where myst-nb finds it. myst-nb's ``{nb-exec-table}`` lists executio
 the same cache, but not the device; ``{execution-report}`` adds it.
 
 The package: ``fingerprints`` (what outputs depend on), ``paths`` (where the build keeps its
-state), ``execution`` (dropping stale entries, parallel execution), ``report`` (glued values,
-the execution report); ``setup`` below only wires them.
+state), ``execution`` (dropping stale entries, parallel execution, failures), ``worker`` (one
+chapter's execution in its own process), ``safety`` (the build lock, damaged state), ``report``
+(glued values, the execution report); ``setup`` below only wires them.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sphinx.application import Sphinx
 
-from .execution import on_builder_inited, on_doctree_read, on_env_before_read_docs, on_env_get_outdated
+from .execution import (
+    TIMEOUT_FACTOR,
+    TIMEOUT_FLOOR,
+    on_builder_inited,
+    on_doctree_read,
+    on_env_before_read_docs,
+    on_env_get_outdated,
+    patch_mystnb,
+)
 from .fingerprints import FINGERPRINTED, SOURCE
 from .report import ExecutionReport, glued_values, on_build_finished
+from .safety import acquire_build_lock
 
 __all__ = ["glued_values", "setup"]
 
 
 def setup(app: Sphinx) -> dict:
+    acquire_build_lock(Path(app.doctreedir).parent)   # before Sphinx loads its saved environment
+    patch_mystnb()
+    app.add_config_value("labcode_timeout_factor", TIMEOUT_FACTOR, "")
+    app.add_config_value("labcode_timeout_floor", TIMEOUT_FLOOR, "")
     app.add_config_value("labcode_fingerprint", FINGERPRINTED, "env")
     app.add_config_value("labcode_source", SOURCE, "env")
     app.connect("builder-inited", on_builder_inited, priority=900)   # after myst-nb's config

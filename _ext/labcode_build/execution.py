@@ -1,12 +1,14 @@
-"""Executing the chapters: stale entries dropped per chapter, stale notebooks executed in parallel, imports recorded.
+"""Executing the chapters: stale entries dropped per chapter, stale notebooks executed in parallel, imports recorded,
+failures reported once, runaway chapters stopped.
 
 Reaches into jupyter-cache and myst-nb beyond their documented API (checked against
 jupyter-cache 1.0.1 and myst-nb 1.4.0, both pinned in requirements.txt):
-``jupyter_cache.executors.utils.single_nb_execution`` (execute one notebook the way
-jupyter-cache does), ``JupyterCacheBase.remove_cache`` / ``list_cache_records`` /
-``cache_notebook_bundle`` with ``CacheBundleIn`` (the cache's own API, used as myst-nb uses it),
-and ``myst_nb.core.read.create_nb_reader`` (read a MyST page into the notebook that myst-nb
-will look up in the cache, so the keys agree).
+``JupyterCacheBase.remove_cache`` / ``list_cache_records`` / ``cache_notebook_bundle`` with
+``CacheBundleIn`` (the cache's own API, used as myst-nb uses it), ``myst_nb.core.read.create_nb_reader``
+(read a MyST page into the notebook that myst-nb will look up in the cache, so the keys agree, with
+its source map of cell lines), and ``myst_nb.core.execute.cache.NotebookClientCache.start_client``
+(wrapped by :func:`patch_mystnb`: a chapter that failed in this build is rendered from the failed
+execution instead of being executed a second time).
 """
 
 from __future__ import annotations
@@ -15,19 +17,21 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from sphinx.application import Sphinx
 from sphinx.util import logging
 
+from . import worker
 from .fingerprints import (
     DEVICE_ENV,
-    MODULES_CELL,
-    MODULES_MARK,
     STAMP,
     chapter_device,
+    chapter_timeout,
     fingerprint,
     kernel_device,
     modules_fingerprint,
@@ -43,6 +47,7 @@ from .paths import (
     notebook_docs,
     root,
 )
+from .safety import check_execution_cache, check_model_store, move_aside, report_store_events
 
 LOGGER = logging.getLogger(__name__)
 
@@ -51,11 +56,17 @@ def on_builder_inited(app: Sphinx) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"   # inherited by every kernel, serial or parallel
     os.environ["MKL_NUM_THREADS"] = "1"
     app.labcode_stale_docs = set()
+    app.labcode_store = None
     if app.env.mystnb_config.execution_mode != "cache":
         return
     cache = cache_path(app)
     models = cache.parent / MODEL_STORE
+    check_execution_cache(cache, (deps_path(app).name, FAILED_RECORD, REPORT_LOG))
+    check_model_store(models)
     os.environ[STORE_ENV] = str(models)
+    app.labcode_store = models
+    events = models / "events.log"
+    app.labcode_store_events = events.stat().st_size if events.is_file() else 0
     current = fingerprint(root(app), app.config.labcode_fingerprint)
     stamp = cache / STAMP
     recorded = stamp.read_text().strip() if stamp.is_file() else None
@@ -70,6 +81,31 @@ def on_builder_inited(app: Sphinx) -> None:
         return
     if cache.exists():
         _drop_stale_chapters(app)
+
+
+def patch_mystnb() -> None:
+    """Make myst-nb render a chapter that failed in this build from that execution, not execute it again.
+
+    Its error is reported as ``book/<chapter>.md:<line of the cell>: WARNING: <chapter> cell N: raised
+    <exception>: <message>`` and myst-nb writes the traceback to ``reports/<chapter>.err.log`` as usual.
+    """
+    from myst_nb.core.execute.cache import NotebookClientCache
+    if getattr(NotebookClientCache.start_client, "labcode", False):
+        return
+    original = NotebookClientCache.start_client
+
+    def start_client(self) -> None:
+        failure = FAILED.get(str(Path(self.path).resolve())) if self.path is not None else None
+        if failure is None:
+            return original(self)
+        import nbformat
+        self._notebook = nbformat.reads(failure["notebook"], as_version=4)
+        self.logger.warning(f"{failure['doc']}, {failure['message']}", subtype="exec", line=failure["line"])
+        self.exec_metadata = {"mtime": time.time(), "runtime": None, "method": self.nb_config.execution_mode,
+                              "succeeded": False, "error": failure["message"], "traceback": failure["traceback"]}
+
+    start_client.labcode = True
+    NotebookClientCache.start_client = start_client
 
 
 def _drop_stale_chapters(app: Sphinx) -> None:
@@ -100,51 +136,28 @@ def _drop_stale_chapters(app: Sphinx) -> None:
 
 
 def on_env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
-    """Re-read every notebook page when the fingerprint changed; always refresh the report page."""
+    """Re-read every notebook page when the fingerprint changed, and chapters that failed last time; always refresh
+    the report page."""
     outdated = []
     if getattr(app, "labcode_stale", False):
         outdated += notebook_docs(app, env.found_docs)
     outdated += sorted(getattr(app, "labcode_stale_docs", set()))
+    if env.mystnb_config.execution_mode == "cache":   # failed last time: read (and execute) again
+        failed = _load_json(Path(env.mystnb_config.execution_cache_path) / FAILED_RECORD)
+        outdated += sorted(doc for doc in failed if doc in env.found_docs)
     outdated += [d for d in env.found_docs if "{execution-report}" in Path(env.doc2path(d)).read_text(encoding="utf-8")]
     return outdated
 
 
-def _execute(path: str, nb_json: str, timeout: int, allow_errors: bool,
-             device: str) -> tuple[str, float, str | None, list[str], str]:
-    """Worker: execute one notebook in its own directory, its kernel started with ``LABCODE_DEVICE=device``
-    (unset when empty).
-
-    Returns (executed json, seconds, error, labcode modules imported, device name). A last cell that
-    lists the imported ``labcode`` modules and the kernel's device is appended for the run and removed afterwards.
-    """
-    import nbformat
-    from jupyter_cache.executors.utils import single_nb_execution
-    if device:
-        os.environ[DEVICE_ENV] = device
-    else:
-        os.environ.pop(DEVICE_ENV, None)
-    for attempt in range(3):
-        nb = nbformat.reads(nb_json, as_version=4)
-        nb.cells.append(nbformat.v4.new_code_cell(MODULES_CELL))
-        try:
-            result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout,
-                                         allow_errors=allow_errors, meta_override=True)
-            break
-        except RuntimeError:   # "Kernel died before replying": kernels started at once can race for ports
-            if attempt == 2:
-                raise
-            time.sleep(1.0 + attempt)
-    error = None if result.err is None else f"{type(result.err).__name__}: {result.err}"
-    record = {"modules": [], "device": "unknown"}
-    last = nb.cells.pop()
-    for output in last.get("outputs", []):
-        text = output.get("text", "")
-        if MODULES_MARK in text:
-            record = json.loads(text.split(MODULES_MARK, 1)[1].strip().splitlines()[0])
-    return nbformat.writes(nb), result.time, error, record["modules"], record["device"]
-
-
 RUNTIMES = ".labcode-runtimes.json"   # beside the cache, so it survives a cleared cache
+#: beside the cache: the chapters whose last execution failed or was stopped ({doc: message}); they are
+#: read again by the next build even when their source did not change (the fix may be in labcode)
+FAILED_RECORD = "labcode-failed.json"
+#: failures of this build, by the notebook's resolved path: what myst-nb renders instead of executing again
+FAILED: dict[str, dict] = {}
+#: a chapter's default time limit: FACTOR × its last measured time, at least FLOOR seconds (conf values
+#: labcode_timeout_factor, labcode_timeout_floor); its front matter ``labcode: {timeout: S}`` overrides
+TIMEOUT_FACTOR, TIMEOUT_FLOOR = 5.0, 120.0
 
 
 def _expected_seconds(doc: str, text: str, history: dict[str, float]) -> float:
@@ -155,8 +168,120 @@ def _expected_seconds(doc: str, text: str, history: dict[str, float]) -> float:
     return 3.0 + 6.0 * training + 0.01 * len(text.splitlines())
 
 
+def time_limit(app: Sphinx, doc: str, metadata: dict, history: dict[str, float]) -> tuple[float | None, str]:
+    """A chapter's wall-clock limit in seconds (``None``: only nbclient's per-cell timeout) and where it comes from."""
+    chosen = chapter_timeout(metadata, doc)
+    if chosen is not None:
+        return chosen, "set by labcode.timeout in its front matter"
+    if doc not in history:
+        return None, ""
+    factor, floor = app.config.labcode_timeout_factor, app.config.labcode_timeout_floor
+    limit = max(floor, factor * history[doc])
+    return limit, (f"{factor:g} × its last time {history[doc]:.1f} s, at least {floor:g} s; "
+                   "labcode.timeout in its front matter overrides it")
+
+
+def _load_json(path: Path) -> dict:
+    """A JSON record of the build's, or ``{}`` when it is missing; a damaged one is moved aside."""
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text())
+        if isinstance(value, dict):
+            return value
+        problem = "not a JSON object"
+    except (OSError, ValueError) as err:
+        problem = str(err)
+    move_aside(path, problem)
+    return {}
+
+
+class _Running:
+    """A chapter executing in its worker process."""
+
+    def __init__(self, doc: str, path: str, notebook, choice: str | None, limit: float | None, why: str,
+                 jobdir: Path, proc: subprocess.Popen) -> None:
+        self.doc, self.path, self.notebook, self.choice = doc, path, notebook, choice
+        self.limit, self.why, self.jobdir, self.proc = limit, why, jobdir, proc
+        self.started = time.monotonic()
+
+    def progress(self) -> dict:
+        try:
+            return json.loads((self.jobdir / worker.PROGRESS).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def stop(self) -> dict:
+        """Kill the worker, its kernel and their children; return the last progress report."""
+        progress = self.progress()
+        worker.kill_group(progress.get("kernel_pid"))
+        worker.kill_group(self.proc.pid)
+        self.proc.wait()
+        return progress
+
+
+def _start(doc: str, path: str, notebook, choice: str | None, limit: float | None, why: str,
+           nb_config) -> _Running:
+    """Start a worker process (a new session) executing ``notebook`` with ``LABCODE_DEVICE`` for ``choice``."""
+    import nbformat
+    jobdir = Path(tempfile.mkdtemp(prefix="lcb-"))   # short: it holds the kernel's Unix sockets
+    worker.write_json(jobdir / worker.JOB, {
+        "notebook": nbformat.writes(notebook), "cwd": str(Path(path).parent), "timeout": nb_config.execution_timeout,
+        "allow_errors": nb_config.execution_allow_errors, "parent": os.getpid(),
+        "device": kernel_device(choice), "device_env": DEVICE_ENV})
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(Path(__file__).resolve().parents[1]),
+                                                    env.get("PYTHONPATH", "")] if p)
+    proc = subprocess.Popen([sys.executable, "-m", "labcode_build.worker", str(jobdir)], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=(jobdir / "stderr").open("w"),
+                            start_new_session=True)
+    return _Running(doc, path, notebook, choice, limit, why, jobdir, proc)
+
+
+def _cell_line(notebook, cell: int | None) -> int | None:
+    """The line of ``book/<doc>.md`` where code cell ``cell`` starts (myst-nb's source map)."""
+    source_map = notebook.metadata.get("source_map") or []
+    return source_map[cell] if cell is not None and 0 <= cell < len(source_map) else None
+
+
+def _failure(running: _Running, message: str, cell: int | None, notebook_json: str | None,
+             traceback: str) -> dict:
+    """What myst-nb renders and reports for a chapter that failed: ``code cell N (line L): message``."""
+    import nbformat
+    line = _cell_line(running.notebook, cell)
+    if cell is None or cell >= len(running.notebook.cells):
+        where = "before its first cell"
+    else:
+        ordinal = sum(c.cell_type == "code" for c in running.notebook.cells[: cell + 1])
+        where = f"code cell {ordinal}" + (f" (line {line})" if line is not None else "")
+    return {"doc": running.doc, "line": line, "message": f"{where}: {message}",
+            "notebook": notebook_json or nbformat.writes(running.notebook), "traceback": traceback}
+
+
+def _finish(running: _Running) -> tuple[dict | None, dict | None]:
+    """(result, failure) of a worker that has ended."""
+    result_path = running.jobdir / worker.RESULT
+    if running.proc.returncode != 0 or not result_path.is_file():
+        stderr = (running.jobdir / "stderr").read_text(errors="replace").strip()
+        last = stderr.splitlines()[-1] if stderr else f"exit status {running.proc.returncode}"
+        progress = running.progress()
+        return None, _failure(running, f"the execution ended abnormally ({last})", progress.get("cell"), None,
+                              stderr or last)
+    result = json.loads(result_path.read_text())
+    error = result["error"]
+    if error is None:
+        return result, None
+    message = f"raised {error['ename']}: {error['evalue']}".strip()
+    return None, _failure(running, message, error["cell"], result["notebook"], error["traceback"] or message)
+
+
 def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
-    """Execute, in parallel, every notebook about to be read that the cache cannot serve."""
+    """Execute, in parallel, every notebook about to be read that the cache cannot serve.
+
+    Each runs in a worker process of its own (:mod:`.worker`) under the chapter's time limit; a chapter
+    that fails or is stopped is recorded in :data:`FAILED`, so that myst-nb renders its outputs up to
+    the error and reports it, instead of executing it a second time.
+    """
     nb_config = env.mystnb_config
     if nb_config.execution_mode != "cache":
         return
@@ -166,6 +291,10 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
     from myst_nb.core.read import create_nb_reader
 
     cache = get_cache(nb_config.execution_cache_path)
+    history_path = Path(nb_config.execution_cache_path).parent / RUNTIMES
+    history = _load_json(history_path)
+    failed_path = Path(nb_config.execution_cache_path) / FAILED_RECORD
+    failed_record = _load_json(failed_path)
     todo = []
     for doc in notebook_docs(app, docnames):
         path = env.doc2path(doc)
@@ -174,56 +303,81 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
         notebook = reader.read(text)
         try:
             cache.match_cache_notebook(notebook)
+            failed_record.pop(doc, None)
         except KeyError:
-            choice = chapter_device(notebook.metadata, doc)
-            todo.append((doc, str(path), notebook, choice))
+            limit, why = time_limit(app, doc, notebook.metadata, history)
+            todo.append((doc, str(path), notebook, chapter_device(notebook.metadata, doc), limit, why))
     log_path = Path(nb_config.execution_cache_path) / REPORT_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if not todo:
         LOGGER.info("labcode_build: every notebook is served by the cache (0 executed)")
-        log_path.write_text(json.dumps({"executed": [], "wall_seconds": 0.0, "workers": 0}))
+        log_path.write_text(json.dumps({"executed": [], "wall_seconds": 0.0, "workers": 0, "failed": []}))
+        failed_path.write_text(json.dumps(failed_record, indent=1, sort_keys=True))
         return
-    history_path = Path(nb_config.execution_cache_path).parent / RUNTIMES
-    history = json.loads(history_path.read_text()) if history_path.is_file() else {}
     # longest first: with one process per core, the longest chapter must not start last
     todo.sort(key=lambda item: -_expected_seconds(item[0], Path(item[1]).read_text(encoding="utf-8"), history))
     override = os.environ.get(DEVICE_ENV, "").strip()
     workers = max(1, min(len(todo), int(os.environ.get("LABCODE_BUILD_WORKERS", os.cpu_count() or 1))))
     LOGGER.info(f"labcode_build: executing {len(todo)} notebook(s) with {workers} worker(s)")
     start = time.perf_counter()
-    log = {}
-    deps = load_deps(app)
+    log, deps = {}, load_deps(app)
     source = root(app) / app.config.labcode_source
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {doc: pool.submit(_execute, path, nbformat.writes(nb), nb_config.execution_timeout,
-                                    nb_config.execution_allow_errors, kernel_device(choice))
-                   for doc, path, nb, choice in todo}
-        for doc, path, _, choice in todo:
-            try:
-                executed, seconds, error, modules, device = futures[doc].result()
-            except Exception as err:   # e.g. a kernel that died on start: myst-nb retries it serially
-                executed, seconds, error, modules, device = "", 0.0, f"{type(err).__name__}: {err}", [], ""
-            if error is not None:
-                LOGGER.info(f"labcode_build: {doc} failed ({error}); myst-nb will re-run it and report")
-                continue
-            if choice is not None and not override:
-                device = f"{device} (chapter's choice)"
-            cache.cache_notebook_bundle(
-                CacheBundleIn(nbformat.reads(executed, as_version=4), path,
-                              data={"execution_seconds": seconds, "device": device}),
-                check_validity=False, overwrite=True)
-            log[doc] = {"seconds": seconds, "device": device}
-            deps[doc] = {"modules": modules,
-                         "fingerprint": modules_fingerprint(getattr(app, "labcode_fingerprint", ""), source, modules,
-                                                            kernel_device(choice))}
-            LOGGER.info(f"labcode_build: executed {doc} in {seconds:.1f} s on {device}")
+    queue, running, jobdirs = list(todo), {}, []
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                doc, path, notebook, choice, limit, why = queue.pop(0)
+                running[doc] = _start(doc, path, notebook, choice, limit, why, nb_config)
+                jobdirs.append(running[doc].jobdir)
+            time.sleep(0.1)
+            for doc, job in list(running.items()):
+                if job.proc.poll() is None:
+                    if job.limit is not None and time.monotonic() - job.started > job.limit:
+                        progress = job.stop()
+                        failure = _failure(job, f"stopped: the chapter ran longer than its time limit of "
+                                                f"{job.limit:g} s ({job.why})", progress.get("cell"), None, "")
+                        failure["traceback"] = failure["message"]
+                        FAILED[str(Path(job.path).resolve())] = failure
+                        failed_record[doc] = failure["message"]
+                        LOGGER.info(f"labcode_build: {doc} stopped after {job.limit:g} s")
+                        del running[doc]
+                    continue
+                del running[doc]
+                result, failure = _finish(job)
+                if failure is not None:
+                    FAILED[str(Path(job.path).resolve())] = failure
+                    failed_record[doc] = failure["message"]
+                    LOGGER.info(f"labcode_build: {doc} failed ({failure['message']})")
+                    continue
+                failed_record.pop(doc, None)
+                device = result["device"]
+                if job.choice is not None and not override:
+                    device = f"{device} (chapter's choice)"
+                cache.cache_notebook_bundle(
+                    CacheBundleIn(nbformat.reads(result["notebook"], as_version=4), job.path,
+                                  data={"execution_seconds": result["seconds"], "device": device}),
+                    check_validity=False, overwrite=True)
+                log[doc] = {"seconds": result["seconds"], "device": device}
+                deps[doc] = {"modules": result["modules"],
+                             "fingerprint": modules_fingerprint(getattr(app, "labcode_fingerprint", ""), source,
+                                                                result["modules"], kernel_device(job.choice))}
+                LOGGER.info(f"labcode_build: executed {doc} in {result['seconds']:.1f} s on {device}")
+    finally:   # normal end, an error, or Ctrl-C: no worker or kernel outlives this loop
+        for job in running.values():
+            job.stop()
+        for jobdir in jobdirs:
+            shutil.rmtree(jobdir, ignore_errors=True)
+        if getattr(app, "labcode_store", None) is not None:
+            app.labcode_store_events = report_store_events(app.labcode_store, app.labcode_store_events)
     wall = time.perf_counter() - start
     history.update({doc: entry["seconds"] for doc, entry in log.items()})
     deps_path(app).parent.mkdir(parents=True, exist_ok=True)
     deps_path(app).write_text(json.dumps(deps, indent=1, sort_keys=True))
     history_path.write_text(json.dumps(history, indent=1, sort_keys=True))
+    failed_path.write_text(json.dumps(failed_record, indent=1, sort_keys=True))
     LOGGER.info(f"labcode_build: executed {len(log)} notebook(s) in {wall:.1f} s wall time")
     log_path.write_text(json.dumps({"executed": sorted(log), "wall_seconds": wall, "workers": workers,
+                                    "failed": sorted(d for d, _, _, _, _, _ in todo if d not in log),
                                     "devices": {doc: entry["device"] for doc, entry in sorted(log.items())}}))
 
 

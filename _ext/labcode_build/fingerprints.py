@@ -41,6 +41,16 @@ def chapter_device(metadata: dict, doc: str) -> str | None:
     return choice
 
 
+def chapter_timeout(metadata: dict, doc: str) -> float | None:
+    """A chapter's own time limit in seconds from its front matter (``labcode: {timeout: 600}``), or ``None``."""
+    value = (metadata.get("labcode") or {}).get("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{doc}: front matter labcode.timeout must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
 def kernel_device(choice: str | None) -> str:
     """The ``LABCODE_DEVICE`` a chapter's kernel gets: the build's own setting wins, else the chapter's choice."""
     return os.environ.get(DEVICE_ENV, "").strip() or (choice or "")

@@ -10,8 +10,10 @@ nothing is stored and every call trains.
 
 Entries are written atomically (a temporary file renamed into place). A lock file per key makes
 concurrent requests from chapters executing in parallel train once: the first trains and writes,
-the others wait for the lock and load. An entry that cannot be read (truncated by a killed build,
-say) is reported with a warning naming the file, removed, and trained again.
+the others wait for the lock and load. An entry that cannot be read (truncated by a full disk or a
+killed build, say) is moved aside to ``<entry>.damaged-<time>`` (kept for inspection), recorded in
+the store's ``events.log`` and trained again; the build prints those events (a warning in the
+chapter's own output would be cached with its page).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import hashlib
 import json
 import os
 import tempfile
-import warnings
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,15 +80,21 @@ def _locked(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+#: the store's log of recovered faults (one line each), which the book's build prints
+EVENTS = "events.log"
+
+
 def _load(path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:   # a truncated or corrupt entry: report it, drop it, train again
-        warnings.warn(f"labcode model store: discarding unreadable entry {path} ({type(err).__name__}: {err}); "
-                      "training again", RuntimeWarning, stacklevel=3)
-        path.unlink(missing_ok=True)
+    except Exception as err:   # a truncated or corrupt entry: move it aside, record it, train again
+        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        reason = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        with (path.parent / EVENTS).open("a", encoding="utf-8") as log:
+            log.write(f"unreadable entry {path} ({reason}); moved to {aside.name}, training again\n")
         return None
 
 
