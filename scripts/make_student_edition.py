@@ -11,18 +11,22 @@ raises NotImplementedError. Both files are generated, never edited by hand.
 
 With --check nothing is written; the exit status is 1 if either file differs
 from what would be generated.
+
+Bad input ends it with one line naming the file and exit status 2: a
+_config.yml or _toc.yml that cannot be read, a checklist item whose chapter is
+not a page of _toc.yml, an output path that cannot be written. Everything is
+read and checked before the first file is written.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import textwrap
 from pathlib import Path
 
 import jupytext
 
-from booktools import ROOT, report_stale, repository
+from booktools import ROOT, ArgumentParser, UsageError, old_text, report_stale, repository, run, shown, toc_files, write_text
+from labcode.lab import checklist
 from labcode.lab.checklist import CHECKLIST, ChecklistItem
 from sync_notebooks import install_cell
 
@@ -150,7 +154,7 @@ def stub(item: ChecklistItem) -> str:
     """The code cell for ``item``: signature, reference docstring, TODO hints, NotImplementedError."""
     doc = item.doc
     if '"""' in doc or doc.endswith("\\"):
-        raise ValueError(f"{item.name}: the docstring cannot be written as a raw string")
+        raise UsageError(f"{shown(Path(checklist.__file__))}: {item.name}: the docstring cannot be written as a raw string")
     docstring = textwrap.indent(f'r"""{doc}\n"""', "    ").replace("\n    \n", "\n\n")
     return "\n".join([
         format_signature(item.signature),
@@ -202,25 +206,36 @@ def notebook_text(md_text: str) -> str:
     return jupytext.writes(notebook, fmt="ipynb")
 
 
+def check_chapters(root: Path = ROOT) -> None:
+    """Every checklist item links to a chapter of the book (``book/<chapter>`` in _toc.yml)."""
+    pages = toc_files(root)
+    for item in CHECKLIST:
+        if f"book/{item.chapter}" not in pages:
+            raise UsageError(f"{shown(Path(checklist.__file__))}: {item.name}: unknown page 'book/{item.chapter}' "
+                             f"(not in {shown(root / '_toc.yml')})")
+
+
 def generate(root: Path = ROOT) -> dict[Path, str]:
     """{path: text} of the student edition."""
+    check_chapters(root)
     md = markdown_text(root)
     return {root / LAB / f"{STEM}.md": md, root / LAB / f"{STEM}.ipynb": notebook_text(md)}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only report whether the files are up to date")
     args = parser.parse_args()
-    stale = []
-    for path, text in generate().items():
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            stale.append(path)
-            if not args.check:
-                path.parent.mkdir(exist_ok=True)
-                path.write_text(text, encoding="utf-8")
-    return report_stale(stale, args.check, "python scripts/make_student_edition.py")
+    stale = {path: text for path, text in generate().items() if old_text(path) != text}
+    if stale and not args.check:
+        try:
+            (ROOT / LAB).mkdir(exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"{shown(ROOT / LAB)}: cannot create the folder ({error.strerror})") from None
+        for path, text in stale.items():
+            write_text(path, text)
+    return report_stale(list(stale), args.check, "python scripts/make_student_edition.py")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -61,3 +61,46 @@ def test_triggers_weekly_cold_rebuild_and_fork_cpu_job() -> None:
     cpu = wf["jobs"]["cpu-build"]
     assert "head.repo.full_name != github.repository" in cpu["if"]
     assert cpu["env"]["LABCODE_DEVICE"] == "cpu"
+
+
+def test_the_test_job_runs_the_readme_command_on_pull_requests_and_main() -> None:
+    wf = load()
+    triggers = wf[True] if True in wf else wf["on"]
+    assert "pull_request" in triggers and triggers["push"]["branches"] == ["main"]
+    test = wf["jobs"]["test"]
+    assert "if" not in test, "the test job runs on every event of the workflow, forks' pull requests included"
+    assert test["runs-on"] == "ubuntu-latest" and 0 < test["timeout-minutes"] <= 60
+    runs = [step.get("run", "") for step in test["steps"]]
+    assert "bash scripts/test.sh" in runs
+    assert "bash scripts/test.sh" in (ROOT / "README.md").read_text()
+
+
+def test_the_test_job_requires_the_browser_tests_with_debians_chromium() -> None:
+    test = load()["jobs"]["test"]
+    assert test["env"]["LABCODE_REQUIRE_BROWSER"] == "1"
+    assert re.fullmatch(r"python:3\.12-bookworm", test["container"]["image"]), "Debian (bookworm), Python 3.12"
+    runs = [step.get("run", "") for step in test["steps"]]
+    install = next(i for i, r in enumerate(runs) if "apt-get install" in r and "chromium" in r)
+    assert "/usr/bin/chromium --version" in runs[install]   # the path tests/browser_fixtures.py drives
+    assert install < runs.index("bash scripts/test.sh")
+    assert "--shm-size" in test["container"]["options"]
+
+
+def test_the_test_job_requires_the_pdf_only_if_it_builds_it() -> None:
+    test = load()["jobs"]["test"]
+    builds_pdf = any("build-pdf.sh" in step.get("run", "") for step in test["steps"])
+    assert ("LABCODE_REQUIRE_PDF" in test.get("env", {})) == builds_pdf
+
+
+def test_the_test_job_caches_pip_downloads() -> None:
+    steps = load()["jobs"]["test"]["steps"]
+    cache = [s for s in steps if "actions/cache@" in s.get("uses", "")]
+    assert cache and cache[0]["with"]["path"] == "~/.cache/pip"
+    assert "hashFiles('requirements.txt', 'pyproject.toml')" in cache[0]["with"]["key"]
+    assert steps.index(cache[0]) < [s.get("run") for s in steps].index("bash scripts/test.sh")
+
+
+def test_deploy_waits_for_the_build_and_the_tests() -> None:
+    deploy = load()["jobs"]["deploy"]
+    assert set(deploy["needs"]) == {"gpu-build", "test"}
+    assert "always()" not in deploy["if"] and "failure()" not in deploy["if"]
