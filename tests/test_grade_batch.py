@@ -24,7 +24,7 @@ import nbformat
 import pytest
 import torch
 
-from labcode.lab.batch import CSV_COLUMNS, collect_submissions, grade_class, report_names
+from labcode.lab.batch import CSV_COLUMNS, collect_submissions, grade_class, report_names, write_csv
 from labcode.lab.checklist import CHECKLIST
 from labcode.lab.protocol import (
     MAX_MESSAGE_BYTES,
@@ -344,6 +344,12 @@ def test_public_functions_validate_their_arguments(tmp_path):
         read_submission(tmp_path / "x.py", max_mb=-1)
     with pytest.raises(FileNotFoundError, match="missing"):
         collect_submissions([tmp_path / "missing"])
+    with pytest.raises(TypeError, match="paths"):
+        collect_submissions(tmp_path)
+    with pytest.raises(TypeError, match="path"):
+        write_csv([], 3)
+    with pytest.raises(TypeError, match="data"):
+        decode_reply("not bytes")
 
 
 def test_collect_submissions_and_report_names(tmp_path):

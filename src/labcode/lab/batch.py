@@ -65,6 +65,8 @@ def collect_submissions(paths: Iterable[str | Path]) -> list[Path]:
     ``FileNotFoundError`` names a path that does not exist.
     """
     found: dict[Path, Path] = {}
+    if isinstance(paths, (str, Path)):
+        raise TypeError("paths must be a list of paths, not one path")
     for path in map(Path, paths):
         if path.is_dir():
             files = [p for p in path.rglob("*") if not p.is_dir()
@@ -123,6 +125,8 @@ def grade_class(paths: Iterable[Path], *, jobs: int = 1, timeout: float = DEFAUL
 
 def csv_row(graded: Graded) -> list[str]:
     """The CSV row of one submission (:data:`CSV_COLUMNS`)."""
+    if not isinstance(graded, Graded):
+        raise TypeError(f"graded must be a Graded, got {type(graded).__name__}")
     passed = {r.name: r.passed for r in graded.results}
     return [str(graded.path), *("pass" if passed.get(item.name) else "fail" for item in CHECKLIST),
             str(graded.score), graded.status, graded.reason]
@@ -130,17 +134,22 @@ def csv_row(graded: Graded) -> list[str]:
 
 def write_csv(graded: Iterable[Graded], path: str | Path) -> None:
     """Write one row per submission, in the given order, after the header :data:`CSV_COLUMNS`."""
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"path must be a str or Path, got {type(path).__name__}")
+    rows = [csv_row(g) for g in graded]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
-        writer.writerows(csv_row(g) for g in graded)
+        writer.writerows(rows)
 
 
 def report_names(paths: list[Path]) -> dict[Path, str]:
     """A report file name per submission: its path below the submissions' common folder, ``/`` replaced by ``__``,
     then ``.txt``."""
+    if not all(isinstance(p, Path) for p in paths):
+        raise TypeError("paths must be pathlib.Path objects")
     if not paths:
         return {}
     root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
@@ -150,13 +159,15 @@ def report_names(paths: list[Path]) -> dict[Path, str]:
 def write_reports(graded: list[Graded], directory: str | Path) -> list[Path]:
     """Write each submission's report (:func:`~labcode.lab.sandbox.format_graded` with its title) into
     ``directory``; return the files."""
+    if not isinstance(directory, (str, Path)):
+        raise TypeError(f"directory must be a str or Path, got {type(directory).__name__}")
+    texts = [format_graded(g, title=True) for g in graded]
+    names = report_names([g.path for g in graded])
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    names = report_names([g.path for g in graded])
-    files = []
-    for g in graded:
-        files.append(directory / names[g.path])
-        files[-1].write_text(format_graded(g, title=True) + "\n", encoding="utf-8")
+    files = [directory / names[g.path] for g in graded]
+    for file, text in zip(files, texts, strict=True):
+        file.write_text(text + "\n", encoding="utf-8")
     return files
 
 

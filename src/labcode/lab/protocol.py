@@ -70,6 +70,8 @@ def _wait(fd: int, *, write: bool, deadline: float | None, alive: Callable[[], b
 def write_message(fd: int, data: bytes, *, deadline: float | None = None,
                   alive: Callable[[], bool] | None = None) -> None:
     """Send ``data`` on ``fd`` (a non-blocking descriptor when a ``deadline`` is given)."""
+    if not isinstance(data, bytes):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
     view = memoryview(_HEADER.pack(len(data)) + data)
     while view:
         if deadline is not None:
@@ -99,6 +101,8 @@ def _read_exact(fd: int, n: int, deadline: float | None, alive: Callable[[], boo
 def read_message(fd: int, *, deadline: float | None = None, alive: Callable[[], bool] | None = None,
                  limit: int = MAX_MESSAGE_BYTES) -> bytes:
     """Receive one message from ``fd``; :class:`ReplyError` if it announces more than ``limit`` bytes."""
+    if not isinstance(limit, int) or limit <= 0:
+        raise ValueError(f"limit must be a positive int, got {limit!r}")
     (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline, alive))
     if size > limit:
         raise ReplyError(f"a message of {size} bytes, over the {limit >> 20} MB limit")
@@ -167,6 +171,8 @@ def _sendable_key(key: Any) -> Any:
 
 def encode_reply(reply: Mapping[str, Any]) -> bytes:
     """A reply (a dict of :func:`sendable` values) as bytes, for :func:`decode_reply`."""
+    if not isinstance(reply, Mapping):
+        raise TypeError(f"reply must be a mapping, got {type(reply).__name__}")
     buffer = io.BytesIO()
     torch.save(sendable(reply), buffer)
     return buffer.getvalue()
@@ -212,6 +218,8 @@ def received(value: Any, depth: int = 0) -> Any:
 
 def decode_reply(data: bytes) -> dict[str, Any]:
     """The grader's side of :func:`encode_reply`: the safe unpickler, then :func:`received`."""
+    if not isinstance(data, bytes):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
     try:
         reply = torch.load(io.BytesIO(data), weights_only=True)
     except Exception as err:

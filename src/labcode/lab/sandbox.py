@@ -154,6 +154,8 @@ def _refused(status: str, reason: str) -> Submission:
 
 def notebook_cells(text: str) -> tuple[str, ...]:
     """The code cells of a ``.ipynb`` notebook's JSON text; ``ValueError`` with the reason if it is not one."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str (the notebook's JSON), got {type(text).__name__}")
     try:
         nb = json.loads(text)
     except RecursionError as err:
@@ -187,6 +189,8 @@ def read_submission(path: str | Path, *, max_mb: float = MAX_SUBMISSION_MB) -> S
     notebook's JSON or MyST structure (``bad-notebook``), code cells with
     something in them (``empty``).
     """
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"path must be a str or Path, got {type(path).__name__}")
     path = Path(path)
     if not isinstance(max_mb, (int, float)) or max_mb <= 0:
         raise ValueError(f"max_mb must be a positive number, got {max_mb!r}")
@@ -243,7 +247,7 @@ class RemoteError(Exception):
         self.type_name = type_name
 
 
-_LIVE: set[Worker] = set()
+_LIVE: set[_Worker] = set()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -266,7 +270,7 @@ def _worker_env() -> dict[str, str]:
             "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONSAFEPATH": "1"}
 
 
-class Worker:
+class _Worker:
     """One worker process: its own session and process group, a pipe each way, stderr kept until it is ready."""
 
     def __init__(self, cwd: str, memory_mb: int) -> None:
@@ -357,7 +361,7 @@ def _exit_text(code: int | None, memory_mb: int) -> tuple[str, str]:
     return "crashed", f"was killed by {name}{note}"
 
 
-class Session:
+class _Session:
     """The worker side of one submission: starts workers, runs the cells, relays calls, records what went wrong."""
 
     def __init__(self, submission: Submission, cwd: str, *, timeout: float, memory_mb: int,
@@ -365,13 +369,13 @@ class Session:
         self.submission, self.cwd, self.timeout, self.memory_mb = submission, cwd, timeout, memory_mb
         self.stop = stop
         self.deadline = time.monotonic() + timeout
-        self.worker: Worker | None = None
+        self.worker: _Worker | None = None
         self.names: dict[str, str] | None = None
         self.errors: tuple[CellError, ...] = ()
         self.events: list[tuple[str, str]] = []
         self.fatal: tuple[str, str, str] | None = None     # (status, measured, hint) that fails every later check
 
-    def __enter__(self) -> Session:
+    def __enter__(self) -> _Session:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -402,7 +406,7 @@ class Session:
         if self.stop is not None and self.stop.is_set():
             raise RuntimeError("grading was interrupted")
         try:
-            self.worker = Worker(self.cwd, self.memory_mb)
+            self.worker = _Worker(self.cwd, self.memory_mb)
             try:
                 ready = self.worker.receive(self.deadline)
             except (EOFError, ReplyError) as err:
@@ -508,7 +512,7 @@ class Session:
 class RemoteFunction:
     """A student's function, living in the worker, as the checks see it: calling it asks the worker."""
 
-    def __init__(self, session: Session, name: str) -> None:
+    def __init__(self, session: _Session, name: str) -> None:
         self._session, self.name = session, name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -522,7 +526,7 @@ class RemoteFunction:
 
 # --------------------------------------------------------------------------- grading
 
-def _grade_item(session: Session, name: str) -> Result:
+def _grade_item(session: _Session, name: str) -> Result:
     if session.fatal is None and session.names is None:
         session.start()
     if session.fatal is not None:
@@ -560,7 +564,7 @@ def grade_submission(path: str | Path, *, timeout: float = DEFAULT_TIMEOUT, memo
                                submission.reason) for item in CHECKLIST)
         return Graded(path, results, (), submission.status, submission.reason, time.monotonic() - start)
     with tempfile.TemporaryDirectory(prefix="labcode-grade-", ignore_cleanup_errors=True) as cwd, \
-            Session(submission, cwd, timeout=timeout, memory_mb=memory_mb, stop=stop) as session:
+            _Session(submission, cwd, timeout=timeout, memory_mb=memory_mb, stop=stop) as session:
         results = tuple(_grade_item(session, item.name) for item in CHECKLIST)
     status, reason = session.verdict()
     return Graded(path, results, session.errors, status, reason, time.monotonic() - start)
@@ -569,6 +573,8 @@ def grade_submission(path: str | Path, *, timeout: float = DEFAULT_TIMEOUT, memo
 def format_graded(graded: Graded, *, title: bool = False) -> str:
     """The report of a graded submission: :func:`labcode.lab.runner.format_report`'s table, after a status line
     unless the status is ``graded``; with ``title``, after the submission's path, status, reason and time."""
+    if not isinstance(graded, Graded):
+        raise TypeError(f"graded must be a Graded, got {type(graded).__name__}")
     if title:
         head = [f"submission: {graded.path}", f"status: {graded.status}"]
         head += [f"reason: {graded.reason}"] if graded.reason else []

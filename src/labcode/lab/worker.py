@@ -67,6 +67,8 @@ def limit_resources(memory_mb: int) -> None:
 
 def die_with_parent(parent_pid: int) -> None:
     """Ask Linux to SIGKILL this process when the grader (``parent_pid``) ends; end now if it already has."""
+    if not isinstance(parent_pid, int) or parent_pid <= 0:
+        raise ValueError(f"parent_pid must be a positive int, got {parent_pid!r}")
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:
@@ -143,7 +145,7 @@ def _text(err: BaseException) -> str:
         return "(its message cannot be shown)"
 
 
-def answer(ns: dict[str, Any], functions: dict[str, Callable], request: tuple, grading: list[str | None],
+def _answer(ns: dict[str, Any], functions: dict[str, Callable], request: tuple, grading: list[str | None],
            calls: set[str]) -> dict[str, Any]:
     """Call the student's function as ``request = (name, args, kwargs, wrt)`` asks; the reply to send."""
     name, args, kwargs, wrt = request
@@ -188,7 +190,7 @@ def _encode(reply: dict[str, Any]) -> bytes:
     return data
 
 
-def serve(read_fd: int, write_fd: int) -> int:
+def _serve(read_fd: int, write_fd: int) -> int:
     """Receive the cells, run them, then answer calls until the grader closes the channel or sends ``None``."""
     def send(message: dict[str, Any]) -> None:
         write_message(write_fd, _encode(message))
@@ -212,7 +214,7 @@ def serve(read_fd: int, write_fd: int) -> int:
             return 0
         if request is None:
             return 0
-        send(answer(ns, functions, request, grading, calls))
+        send(_answer(ns, functions, request, grading, calls))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     os.dup2(null, 2)
-    return serve(read_fd, write_fd)
+    return _serve(read_fd, write_fd)
 
 
 if __name__ == "__main__":
