@@ -184,7 +184,10 @@ def _positive(kind: type, minimum: float) -> Callable[[str], float]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m labcode.grade", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m labcode.grade",
+        description="Grade the lab's submissions, each in a process of its own: one file prints its grading table "
+                    "(exit status 0 only for 11/11); a batch writes a CSV row and a report per submission.")
     parser.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION",
                         help="a notebook (.ipynb, MyST .md), a module (.py) or a folder of them")
     parser.add_argument("--csv", type=Path, help="write the grades here, one row per submission")
