@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import labcode as lc
+from labcode.grade import main
 from labcode.lab.checklist import BY_NAME, CHECKLIST
 from labcode.lab.runner import (
     Result,
@@ -26,7 +27,6 @@ from labcode.lab.runner import (
     grade_path,
     grade_path_verbose,
     isolated,
-    main,
     run_cells,
 )
 
@@ -268,8 +268,10 @@ def test_self_grading_cell_does_not_grade_twice():
 def test_unknown_or_missing_files_are_refused(tmp_path, capsys):
     path = tmp_path / "answers.txt"
     path.write_text("")
-    assert main([str(path)]) == 2
-    assert "must be a .ipynb, .md or .py" in capsys.readouterr().err
+    assert main([str(path)]) == 1                          # graded: nothing passes, and nothing ran
+    out = capsys.readouterr().out
+    assert out.startswith("status: not-a-notebook: answers.txt is not a notebook: submit a .ipynb, a MyST .md or a .py")
+    assert out.rstrip().endswith("Score: 0/11")
     assert main([str(tmp_path / "missing.ipynb")]) == 2
     assert "no such file" in capsys.readouterr().err
 

@@ -1,6 +1,6 @@
-"""The lab's autograder, the runner: ``python -m labcode.grade PATH`` (chapter "For students", the lab).
+"""The lab's autograder, in process: run a student's cells and grade the functions they define (chapter "For students").
 
-``PATH`` is a student's notebook (``.ipynb``, or a MyST ``.md`` notebook) or a
+A student's file is a notebook (``.ipynb``, or a MyST ``.md`` notebook) or a
 Python module (``.py``). Its code cells run in order in one fresh namespace;
 IPython magics and shell lines (``%...``, ``!...``) are dropped, and a cell
 that raises is recorded and skipped. Then each of the eleven functions of
@@ -13,18 +13,21 @@ that check and the next one runs.
 The checks (:mod:`labcode.lab.checks`) compare against independent references (``torch.distributions``,
 closed forms, ``labcode``) with a seeded ``torch.Generator`` and a stated
 tolerance. The table shows, per function, pass or fail, the measured and the
-expected value and, on failure, a hint; then the score. The exit status is 0
-only if every check passes.
+expected value and, on failure, a hint; then the score.
+
+Everything here runs in the caller's process: it is the student's own feedback
+(the self-grading cell of the student edition calls :func:`grade_namespace` on
+the notebook's globals) and a tool for trusted code. ``python -m labcode.grade``
+grades submissions in a separate worker process instead (:mod:`labcode.lab.sandbox`,
+:mod:`labcode.lab.batch`), where a submission cannot reach the checks.
 """
 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import os
-import sys
 import time
 import types
 from collections.abc import Callable, Iterator, Mapping
@@ -34,7 +37,7 @@ from typing import Any
 
 import torch
 
-from .checklist import CHECKLIST
+from .checklist import BY_NAME, CHECKLIST
 from .checks import CHECKS, CheckFailed
 
 #: set while a notebook's cells run, so that a self-grading cell inside the
@@ -97,48 +100,81 @@ def _grading_threads() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def not_defined(name: str) -> Result:
+    """The row of a checklist function the student did not define."""
+    return Result(name, False, "not defined", CHECKS[name][1], f"define {name}")
+
+
+def not_a_function(name: str, type_name: str) -> Result:
+    """The row of a checklist name bound to something that cannot be called (``type_name``: its type)."""
+    return Result(name, False, f"not a function ({type_name})", CHECKS[name][1], f"define {name} with def")
+
+
+def error_name(err: BaseException) -> str:
+    """The name of an exception's type; for an exception raised in the grader's worker, the student's type."""
+    return getattr(err, "type_name", None) or type(err).__name__
+
+
+def check_function(name: str, f: Callable) -> Result:
+    """Run the check of the checklist function ``name`` on ``f`` (already isolated); a failure or a crash fails the row."""
+    check, expected = CHECKS[name]
+    start = time.perf_counter()
+    try:
+        measured, expected = check(f)
+        result = Result(name, True, measured, expected)
+    except CheckFailed as fail:
+        result = Result(name, False, fail.measured, fail.expected, fail.hint)
+    except NotImplementedError as err:
+        untouched = str(err) == f"TODO: implement {name}"
+        measured = "not implemented (TODO)" if untouched else f"NotImplementedError: {err}"
+        result = Result(name, False, measured, expected, "replace the TODO body")
+    except Exception as err:
+        result = Result(name, False, f"{error_name(err)}: {err}", expected,
+                        "it raised an error; see the TODO hints: " + BY_NAME[name].hints[0])
+    return replace(result, seconds=time.perf_counter() - start)
+
+
 def grade_namespace(ns: Mapping[str, Any]) -> list[Result]:
     """Grade the eleven checklist functions found in ``ns`` (a student's globals); one :class:`Result` each.
 
     Called from a cell of a notebook that the grader is executing, it returns
     ``[]`` (that notebook is graded once, after all its cells have run).
     """
+    if not isinstance(ns, Mapping):
+        raise TypeError(f"ns must be a mapping (a namespace such as globals()), got {type(ns).__name__}")
     if _executing_student_code:
         return []
     results = []
     with _grading_threads():
         for item in CHECKLIST:
-            check, expected = CHECKS[item.name]
-            start = time.perf_counter()
             if item.name not in ns:
-                results.append(Result(item.name, False, "not defined", expected, f"define {item.name}"))
-                continue
-            if not callable(ns[item.name]):
-                results.append(Result(item.name, False, f"not a function ({type(ns[item.name]).__name__})",
-                                      expected, f"define {item.name} with def"))
-                continue
-            try:
-                measured, expected = check(isolated(item.name, ns))
-                result = Result(item.name, True, measured, expected)
-            except CheckFailed as fail:
-                result = Result(item.name, False, fail.measured, fail.expected, fail.hint)
-            except NotImplementedError as err:
-                untouched = str(err) == f"TODO: implement {item.name}"
-                measured = "not implemented (TODO)" if untouched else f"NotImplementedError: {err}"
-                result = Result(item.name, False, measured, expected, "replace the TODO body")
-            except Exception as err:
-                result = Result(item.name, False, f"{type(err).__name__}: {err}", expected,
-                                "it raised an error; see the TODO hints: " + item.hints[0])
-            results.append(replace(result, seconds=time.perf_counter() - start))
+                results.append(not_defined(item.name))
+            elif not callable(ns[item.name]):
+                results.append(not_a_function(item.name, type(ns[item.name]).__name__))
+            else:
+                results.append(check_function(item.name, isolated(item.name, ns)))
     return results
 
 
 @dataclass(frozen=True)
 class CellError:
-    """A code cell that raised while the student's file ran."""
+    """A code cell that did not run through while the student's file ran.
+
+    Attributes:
+        index: the cell's number, from 1.
+        error: the exception, ``"Type: message"``.
+        kind: ``"raised"`` (an exception, ``SystemExit`` included), ``"syntax"`` (the cell does not compile)
+            or ``"memory"`` (it ran out of memory).
+    """
 
     index: int
     error: str
+    kind: str = "raised"
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` says memory ran out: Python's ``MemoryError`` or torch's failed allocation."""
+    return isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and "can't allocate memory" in str(err))
 
 
 def code_cells(path: Path) -> list[str]:
@@ -162,10 +198,12 @@ def _strip_magics(source: str) -> str:
     return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
 
 
-def run_cells(cells: list[str], *, name: str = "__main__") -> tuple[dict[str, Any], list[CellError]]:
+def run_cells(cells: list[str], *, name: str = "__main__",
+              on_cell: Callable[[int], None] | None = None) -> tuple[dict[str, Any], list[CellError]]:
     """Run ``cells`` in order in one fresh namespace; a cell that raises is recorded and skipped.
 
-    The cells' printed output is discarded; matplotlib draws off screen.
+    ``on_cell(index)`` is called before each cell runs (``index`` from 1). The
+    cells' printed output is discarded; matplotlib draws off screen.
     """
     global _executing_student_code
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -173,14 +211,21 @@ def run_cells(cells: list[str], *, name: str = "__main__") -> tuple[dict[str, An
     errors = []
     _executing_student_code = True
     try:
-        for index, source in enumerate(cells):
+        for index, source in enumerate(cells, start=1):
+            if on_cell is not None:
+                on_cell(index)
+            try:
+                code = compile(_strip_magics(source), f"<cell {index}>", "exec")
+            except (SyntaxError, ValueError) as err:     # ValueError: a null byte in the source
+                errors.append(CellError(index, f"{type(err).__name__}: {err}", "syntax"))
+                continue
             sink = io.StringIO()
             try:
-                code = compile(_strip_magics(source), f"<cell {index + 1}>", "exec")
                 with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
                     exec(code, ns)
             except (Exception, SystemExit) as err:   # a cell calling exit() must not end the grading
-                errors.append(CellError(index + 1, f"{type(err).__name__}: {err}"))
+                kind = "memory" if is_out_of_memory(err) else "raised"
+                errors.append(CellError(index, f"{type(err).__name__}: {err}", kind))
     finally:
         _executing_student_code = False
     return ns, errors
@@ -227,28 +272,3 @@ def format_report(results: list[Result], errors: list[CellError] = ()) -> str:
     lines.append("")
     lines.append(f"Score: {score}/{len(results)}")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: grade PATH, print the table; exit status 0 only if every check passes."""
-    parser = argparse.ArgumentParser(prog="python -m labcode.grade", description=__doc__.split("\n\n")[0])
-    parser.add_argument("path", type=Path, help="the student's notebook (.ipynb, MyST .md) or module (.py)")
-    args = parser.parse_args(argv)
-    if not args.path.is_file():
-        print(f"error: no such file: {args.path}", file=sys.stderr)
-        return 2
-    try:
-        results, errors = grade_path_verbose(args.path)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(format_report(results, errors))
-    return 0 if results and all(r.passed for r in results) else 1
-
-
-if __name__ == "__main__":
-    # Run the imported module's main, so that a notebook cell that imports
-    # labcode.grade sees the same module state (_executing_student_code).
-    from labcode.lab.runner import main as _main
-
-    sys.exit(_main())
