@@ -11,7 +11,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from booktools import is_notebook, notebook_docs, source, toc_files  # noqa: E402
 
-__all__ = ["BUILD", "EXECUTED", "HTML", "ROOT", "glue_references", "is_notebook", "notebook_docs", "source", "toc_files"]
+__all__ = ["BUILD", "EXECUTED", "HTML", "ROOT", "edit", "glue_references", "is_notebook", "notebook_docs", "source", "toc_files"]
 BUILD = ROOT / "_build"
 HTML = BUILD / "html"
 EXECUTED = BUILD / "jupyter_execute"
@@ -33,3 +33,10 @@ def glue_references(text: str) -> list[tuple[str | None, str]]:
         refs.append((page, key))
     refs += [(None, key) for key in GLUE_DIRECTIVE.findall(text)]
     return refs
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    """Replace ``old`` (which must be there) by ``new`` in the file at ``path``."""
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new))

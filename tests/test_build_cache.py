@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from book_utils import ROOT
+from book_utils import ROOT, edit
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cachebook"
 JB = Path(sys.executable).parent / "jupyter-book"
@@ -54,12 +54,6 @@ def build(book: Path, workers: int = 2, extra_env: dict[str, str] | None = None)
     log["mystnb_executed"] = proc.stdout.count("Executing notebook using")
     log["glue"] = json.loads((book / "_build" / "html" / "glued-values.json").read_text())
     return log
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from book_utils import ROOT
+from book_utils import ROOT, edit
 
 FIXTURE = Path(__file__).parent / "fixtures" / "faultbook"
 JB = Path(sys.executable).parent / "jupyter-book"
@@ -124,12 +124,6 @@ def log(book: Path) -> dict:
 
 def mystnb_executions(run: Build) -> int:
     return run.stdout.count("Executing notebook using")
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
 
 
 @pytest.fixture(scope="module")
