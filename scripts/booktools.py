@@ -17,9 +17,32 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def shown(path: Path) -> str:
+    """``path`` as the user would type it: relative to the working directory when below it."""
+    try:
+        return str(Path(os.path.abspath(path)).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def wrong_environment(error: ModuleNotFoundError) -> NoReturn:
+    """End a script run by a Python without the project's packages (the system's ``python3``): one line naming the
+    missing module and the command that works, exit status 2."""
+    script = Path(sys.argv[0])
+    command = f"{shown(ROOT / '.venv' / 'bin' / 'python')} {shown(ROOT / 'scripts' / script.name)}"
+    print(f"{script.name}: {error}: run it with the project's environment, {command} "
+          f"(bash {shown(ROOT / 'scripts' / 'env.sh')} creates .venv)", file=sys.stderr)
+    sys.exit(2)
+
+
+try:
+    import yaml
+except ModuleNotFoundError as missing:
+    wrong_environment(missing)
+
 CODE_CELL = "```{code-cell}"
 
 
@@ -42,14 +65,6 @@ def run(main: Callable[[], int | None]) -> NoReturn:
         print(f"{Path(sys.argv[0]).name}: {error}", file=sys.stderr)
         status = 2
     sys.exit(status)
-
-
-def shown(path: Path) -> str:
-    """``path`` as the user would type it: relative to the working directory when below it."""
-    try:
-        return str(Path(os.path.abspath(path)).relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def read_text(path: Path) -> str:
@@ -109,10 +124,11 @@ def _yaml_error(path: Path, error: yaml.YAMLError, what: str = "not valid YAML",
     return UsageError(f"{shown(path)}: {what} ({where}{problem})")
 
 
-def load_mapping(path: Path) -> dict:
-    """The YAML mapping in ``path`` (a configuration file); anything else is a UsageError."""
+def load_mapping(path: Path, text: str | None = None) -> dict:
+    """The YAML mapping in ``path`` (a configuration file), or in ``text`` to be written there; anything else is a
+    UsageError."""
     try:
-        data = yaml.safe_load(_non_empty(path, "YAML"))
+        data = yaml.safe_load(_non_empty(path, "YAML") if text is None else text)
     except yaml.YAMLError as error:
         raise _yaml_error(path, error) from None
     if not isinstance(data, dict):
@@ -202,11 +218,18 @@ def repository(root: Path = ROOT) -> tuple[str, str]:
     return repo["url"].rstrip("/"), str(repo.get("branch", "master"))
 
 
-def report_stale(stale: list[Path], check: bool, command: str) -> int:
-    """Print what a generator script updated (or, with ``check``, found out of date); the exit status."""
+def rerun(script: str, *args: str) -> str:
+    """The command line that runs ``scripts/<script>`` with this interpreter (the project's environment, since it
+    runs this code), as the user would type it from the working directory: ``.venv/bin/python scripts/x.py``."""
+    return " ".join([shown(Path(sys.executable)), shown(ROOT / "scripts" / script), *args])
+
+
+def report_stale(stale: list[Path], check: bool, script: str) -> int:
+    """Print what a generator script updated (or, with ``check``, found out of date, and the command that brings it
+    up to date); the exit status."""
     for path in stale:
         print(f"{'out of date' if check else 'updated'}: {path.relative_to(ROOT)}")
     if check and stale:
-        print(f"run: {command}", file=sys.stderr)
+        print(f"run: {rerun(script)}", file=sys.stderr)
         return 1
     return 0

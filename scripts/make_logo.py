@@ -1,7 +1,7 @@
 """Draw the book's logo and favicon from one geometry: the lab's spiral (1.5 turns, as ``labcode.spiral_curve``)
 winding out of the standard normal's contours, on the palette's blue.
 
-Usage: python scripts/make_logo.py [--check]
+Usage: .venv/bin/python scripts/make_logo.py [--check]
 
 Writes ``_static/logo.svg`` (the sidebar's logo) and ``_static/favicon.ico`` (16-64 px, drawn with Pillow;
 ``html_favicon`` links it from every page and ``html_extra_path`` copies it to the site root, where browsers
@@ -95,7 +95,7 @@ def main() -> int:
     stale = [p for p, data in wanted.items() if not p.exists() or p.read_bytes() != data]
     if args.check:
         for p in stale:
-            print(f"out of date: {p.relative_to(ROOT)} (run python scripts/make_logo.py)")
+            print(f"out of date: {p.relative_to(ROOT)} (run {sys.executable} {ROOT / 'scripts' / 'make_logo.py'})")
         return 1 if stale else 0
     for p, data in wanted.items():
         p.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Generate the lab's student edition from labcode's implementation checklist.
 
-Usage: python scripts/make_student_edition.py [--check]
+Usage: .venv/bin/python scripts/make_student_edition.py [--check]
 
 Writes lab/lab3_student.md (a MyST notebook, like the chapters) and
 lab/lab3_student.ipynb (its jupytext conversion, no outputs, stable cell ids)
@@ -234,7 +234,7 @@ def main() -> int:
             raise UsageError(f"{shown(ROOT / LAB)}: cannot create the folder ({error.strerror})") from None
         for path, text in stale.items():
             write_text(path, text)
-    return report_stale(list(stale), args.check, "python scripts/make_student_edition.py")
+    return report_stale(list(stale), args.check, "make_student_edition.py")
 
 
 if __name__ == "__main__":

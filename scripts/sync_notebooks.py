@@ -1,6 +1,6 @@
 """Generate the Colab notebooks: one .ipynb next to every chapter's .md, and the chapters' install cell.
 
-Usage: python scripts/sync_notebooks.py [--check] [PAGE ...]
+Usage: .venv/bin/python scripts/sync_notebooks.py [--check] [PAGE ...]
 
 1. The first code cell of every executed chapter is the install cell below,
    built from the repository URL and branch in _config.yml and hidden on the
@@ -27,9 +27,26 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import jupytext
+from booktools import (
+    ROOT,
+    ArgumentParser,
+    UsageError,
+    notebook_docs,
+    old_text,
+    read_text,
+    report_stale,
+    repository,
+    run,
+    shown,
+    source,
+    write_text,
+    wrong_environment,
+)
 
-from booktools import ROOT, ArgumentParser, UsageError, notebook_docs, old_text, read_text, report_stale, repository, run, shown, source, write_text
+try:
+    import jupytext
+except ModuleNotFoundError as missing:
+    wrong_environment(missing)
 
 MARKER = "# labcode-install-cell"
 INSTALL_CELL = '''```{{code-cell}} ipython3
@@ -108,7 +125,7 @@ def main() -> int:
     parser.add_argument("pages", nargs="*", metavar="PAGE", help="only these chapters (book/kl, book/kl.md or kl)")
     parser.add_argument("--check", action="store_true", help="only report files that are out of date")
     args = parser.parse_args()
-    return report_stale(sync(args.check, pages=args.pages), args.check, "python scripts/sync_notebooks.py")
+    return report_stale(sync(args.check, pages=args.pages), args.check, "sync_notebooks.py")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pytest
 from book_utils import ROOT, notebook_docs
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from booktools import repository
+from booktools import repository, rerun
 from sync_notebooks import MARKER, sync
 
 #: run in the environment under test: open a notebook (.ipynb, or .md through jupytext) and execute it
@@ -32,11 +32,13 @@ print("executed", len([c for c in nb.cells if c.cell_type == "code"]), "code cel
 """
 
 
+@pytest.mark.quick
 def test_notebooks_are_in_sync_with_chapters() -> None:
     stale = sync(check=True)
-    assert not stale, f"out of date (run python scripts/sync_notebooks.py): {stale}"
+    assert not stale, f"out of date (run {rerun('sync_notebooks.py')}, or bash scripts/build-book.sh): {stale}"
 
 
+@pytest.mark.quick
 def test_every_chapter_starts_with_the_hidden_install_cell() -> None:
     url, branch = repository()
     for doc in notebook_docs():
