@@ -1,6 +1,6 @@
 """Benchmark the book build on this machine and print a table (not a test: timings depend on the machine).
 
-Usage: python scripts/benchmark.py [SCENARIO ...] [--write BENCHMARKS.md]
+Usage: .venv/bin/python scripts/benchmark.py [SCENARIO ...] [--write BENCHMARKS.md]
 
 Works on a temporary copy of the book, so the working tree and its _build are
 untouched. Measures, with a plain `jupyter-book build . -W -n --keep-going`,
@@ -39,7 +39,7 @@ TARGETS = {"cold build": 45.0, "no-change rebuild": 3.0, "plotting-module edit r
 PLOT_MODULE = "src/labcode/plots/data.py"
 #: the scenarios, in the order they run: the rebuilds edit the parallel build's copy one after another
 SCENARIOS = ("cold", "no-change", "prose-edit", "code-edit", "plot-edit", "serial")
-HEADER = ("# Build benchmarks\n\nMeasured by `python scripts/benchmark.py --write BENCHMARKS.md` "
+HEADER = ("# Build benchmarks\n\nMeasured by `.venv/bin/python scripts/benchmark.py --write BENCHMARKS.md` "
           "(a plain `jupyter-book build`, on a temporary copy of the book).\n\n")
 
 

@@ -1,6 +1,6 @@
 """Measure the grader's throughput on this machine and print a table (not a test: timings depend on the machine).
 
-Usage: python scripts/benchmark_grader.py [--jobs 2] [--copies 30]
+Usage: .venv/bin/python scripts/benchmark_grader.py [--jobs 2] [--copies 30]
 
 Grades, with ``python -m labcode.grade FOLDER --csv ... --jobs N``: one correct
 submission alone (the time a student's grading takes), the generated class of

@@ -1,6 +1,6 @@
 """Compare two builds' glued values (``_build/html/glued-values.json``) key by key.
 
-Usage: python scripts/compare_glue.py CPU.json GPU.json [--tolerances glue-tolerances.yml] [--all]
+Usage: .venv/bin/python scripts/compare_glue.py CPU.json GPU.json [--tolerances glue-tolerances.yml] [--all]
 
 Each glued number is compared with the per-key tolerance from the YAML file
 (first matching ``page::key`` glob wins, else ``default``): it passes when

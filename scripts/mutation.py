@@ -1,6 +1,6 @@
 """Mutation testing of the core mathematics with mutmut: the tests' strength, measured (a benchmark, not a test).
 
-Usage: python scripts/mutation.py [--sample N] [--seed S] [--children C] [--write BENCHMARKS.md]
+Usage: .venv/bin/python scripts/mutation.py [--sample N] [--seed S] [--children C] [--write BENCHMARKS.md]
 
 mutmut (configured in pyproject.toml, ``[tool.mutmut]``) copies ``src/`` to ``mutants/``, makes every
 single-operator or single-constant change ("mutant") it can in the core modules (densities, KL, Jensen,

@@ -1,6 +1,6 @@
 """Training throughput on each available device (a benchmark, not a test).
 
-Usage: python scripts/training_rate.py
+Usage: .venv/bin/python scripts/training_rate.py
 
 For the reference VAE's configuration (one model) and the β sweep (five models trained at once), prints
 optimiser steps per second on the CPU and, where CUDA exists, on the GPU, and there also the number of
