@@ -63,6 +63,7 @@ def inventory(built_book: Path) -> dict[str, tuple[str, str]]:
     return {name: (role, data[2]) for role, items in inv.items() if role.startswith("py:") for name, data in items.items()}
 
 
+@pytest.mark.quick
 def test_every_public_module_has_a_page_in_the_table_of_contents() -> None:
     docs = set(toc_files())
     missing = [m for m in MODULES if _page(m) not in docs]
@@ -158,6 +159,7 @@ def test_a_sample_cell_links_lc_functions_to_their_entries(built_book: Path) -> 
     assert "experiments.html#labcode.experiments." in spiral["lc.LAB_SPIRAL"]
 
 
+@pytest.mark.quick
 def test_hidden_imports_reach_codeautolink() -> None:
     """The chapters import labcode in hidden cells; the extension hands those imports to codeautolink."""
     import sys

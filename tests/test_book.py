@@ -18,6 +18,7 @@ def test_every_toc_page_has_html(built_book: Path) -> None:
     assert not missing, f"pages in _toc.yml without HTML: {missing}"
 
 
+@pytest.mark.quick
 def test_toc_lists_every_chapter_source() -> None:
     listed = {f"{doc}.md" for doc in toc_files()}
     on_disk = {str(p.relative_to(ROOT)) for p in (ROOT / "book").rglob("*.md")}

@@ -66,6 +66,7 @@ def _statements() -> dict[str, tuple[str, Block]]:
     return found
 
 
+@pytest.mark.quick
 def test_block_parser_follows_nested_fences() -> None:
     text = ("```{prf:theorem} A\n:label: t-a\n\nStatement.\n```\n"
             "````{prf:proof}\nBy {prf:ref}`t-a` and\n```{math}\nx\n```\nand {prf:ref}`the lemma <l-b>`.\n````\n")
@@ -74,6 +75,7 @@ def test_block_parser_follows_nested_fences() -> None:
     assert PRF_REF.findall("\n".join(blocks[1].body)) == ["t-a", "l-b"]
 
 
+@pytest.mark.quick
 def test_every_proof_uses_only_results_of_its_own_or_earlier_chapters() -> None:
     order = {doc: i for i, doc in enumerate(_chapters())}
     statements = _statements()
@@ -89,6 +91,7 @@ def test_every_proof_uses_only_results_of_its_own_or_earlier_chapters() -> None:
     assert not late, "proofs that use results proved later:\n" + "\n".join(late)
 
 
+@pytest.mark.quick
 def test_every_cited_label_exists() -> None:
     statements = _statements()
     missing = [f"{doc}: {label}" for doc in _chapters()
@@ -96,6 +99,7 @@ def test_every_cited_label_exists() -> None:
     assert not missing, f"{{prf:ref}} to labels no chapter defines: {missing}"
 
 
+@pytest.mark.quick
 def test_no_result_is_stated_twice() -> None:
     seen: dict[tuple[str, str], str] = {}
     twice = []
@@ -110,6 +114,7 @@ def test_no_result_is_stated_twice() -> None:
     assert not twice, "results stated under two labels: " + "; ".join(twice)
 
 
+@pytest.mark.quick
 def test_every_label_is_listed_or_cited() -> None:
     cited = {label for doc in _chapters() for label in PRF_REF.findall((ROOT / f"{doc}.md").read_text())}
     dead = [f"{label} ({doc})" for label, (doc, block) in _statements().items()
@@ -117,11 +122,13 @@ def test_every_label_is_listed_or_cited() -> None:
     assert not dead, f"labels neither listed in the index of results nor cited: {dead}"
 
 
+@pytest.mark.quick
 def test_title_normalisation() -> None:
     assert normalise_title("The ELBO's gap ($K$ samples)") == normalise_title("the elbos gap  (samples)")
     assert normalise_title("KL divergence") != normalise_title("KL divergences")
 
 
+@pytest.mark.quick
 def test_course_map_covers_every_chapter_with_earlier_prerequisites() -> None:
     from sphinx_external_toc.parsing import parse_toc_yaml
     site_map = parse_toc_yaml(str(ROOT / "_toc.yml"))
@@ -134,6 +141,7 @@ def test_course_map_covers_every_chapter_with_earlier_prerequisites() -> None:
     assert any("book/nowhere" in p for p in problems) and any("book/summary of book/spiral" in p for p in problems)
 
 
+@pytest.mark.quick
 def test_reading_time_counts_prose_not_code() -> None:
     prose = " ".join(["word"] * 450)
     code = "```{code-cell} ipython3\n" + "x = 1\n" * 2000 + "```\n"
@@ -158,6 +166,7 @@ def test_landing_page_map_has_every_chapter_with_measured_times(built_book: Path
     assert all(t and t[0][1] != "not yet run" for t in times), f"a chapter without a measured execution time: {times}"
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("doc", _chapters())
 def test_no_hand_typed_end_of_proof_marks(doc: str) -> None:
     """sphinx-proof draws the end of every proof; a typed ■ would print a second one."""

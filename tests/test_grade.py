@@ -289,6 +289,7 @@ def test_stub_signatures_match_the_references():
         assert [(p.name, p.kind, p.default) for p in stub.values()] == [(p.name, p.kind, p.default) for p in ref], item.name
 
 
+@pytest.mark.quick
 def test_checklist_chapters_exist_and_hints_are_corrected():
     for item in CHECKLIST:
         assert (ROOT / "book" / f"{item.chapter}.md").exists(), item.chapter
@@ -298,6 +299,7 @@ def test_checklist_chapters_exist_and_hints_are_corrected():
     assert "``eps``" not in BY_NAME["compute_elbo"].doc and "model:" in BY_NAME["compute_elbo"].doc
 
 
+@pytest.mark.quick
 def test_student_edition_is_in_sync_with_the_checklist():
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_student_edition.py"), "--check"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -317,6 +319,7 @@ def test_student_edition_cells():
         assert item.summary in derivation
 
 
+@pytest.mark.quick
 def test_students_page_links_and_functions():
     page = (ROOT / "book" / "students.md").read_text()
     for link in launch_links():

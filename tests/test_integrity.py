@@ -16,6 +16,8 @@ import pytest
 
 from book_utils import ROOT, toc_files
 
+pytestmark = pytest.mark.quick   # reads the sources only: part of `bash scripts/test.sh -m quick`
+
 CODE_CELL = re.compile(r"^(`{3,}|~{3,})\{code-cell\}[^\n]*\n(.*?)^\1[ \t]*$", re.M | re.S)
 NON_MATH_FENCE = re.compile(r"^(`{3,}|~{3,})(?!\{math\})[^\n]*\n", re.M)
 ROLE = re.compile(r"\{[\w:-]+\}`[^`]*`")                  # {glue:text}`k:.3f`, {doc}`x`, {numref}`fig-1`

@@ -12,6 +12,8 @@ from matplotlib.patches import FancyArrowPatch
 
 from labcode.plots.summary import EDGES, HIERARCHY, plot_concept_hierarchy
 
+pytestmark = pytest.mark.quick   # a new chapter needs a box in this map: part of `bash scripts/test.sh -m quick`
+
 
 def test_hierarchy_figure():
     before = dict(mpl.rcParams)

@@ -164,6 +164,7 @@ CODE = "## Computes\n\n```{code-cell} ipython3\nx = 1\n```\n"
 CHECK = "\n```{code-cell} ipython3\n:tags: [remove-input]\n\nSelfCheck(q1, q2)\n```\n"
 
 
+@pytest.mark.quick
 def test_section_rule() -> None:
     assert section_problems(_page(CODE + CHECK), "p") == []
     assert section_problems(_page("## Proof\n\nNo code.\n", "## Exercises\n\n```{code-cell} ipython3\nx\n```\n"), "p") == []
@@ -175,6 +176,7 @@ def test_section_rule() -> None:
     assert "no self-check" in section_problems(_page(CODE.replace("x = 1", "x = 1\n## not a heading")), "p")[0]
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("doc", notebook_docs())
 def test_every_computing_section_ends_with_a_selfcheck(doc: str) -> None:
     problems = section_problems(source(doc).read_text(), doc)
@@ -229,6 +231,7 @@ def test_only_pages_with_selfchecks_load_the_script(built_book: Path) -> None:
     assert (built_book / "_static" / "selfcheck.js").is_file()
 
 
+@pytest.mark.quick
 def test_the_build_extension_reads_what_the_api_writes(tmp_path: Path) -> None:
     """_ext/selfcheck.py checks answers against the page's glue at build time; its pattern must match the markup."""
     import sys
