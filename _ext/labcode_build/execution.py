@@ -47,7 +47,8 @@ from .paths import (
     notebook_docs,
     root,
 )
-from .safety import check_execution_cache, check_model_store, move_aside, report_store_events
+from .report import Ticker, failure_location, report_failure
+from .safety import check_execution_cache, check_model_store, move_aside, notice, report_store_events
 
 LOGGER = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def patch_mystnb() -> None:
             return original(self)
         import nbformat
         self._notebook = nbformat.reads(failure["notebook"], as_version=4)
-        self.logger.warning(f"{failure['doc']}, {failure['message']}", subtype="exec", line=failure["line"])
+        LOGGER.warning(failure["message"], location=failure_location(failure), type="mystnb", subtype="exec")
         self.exec_metadata = {"mtime": time.time(), "runtime": None, "method": self.nb_config.execution_mode,
                               "succeeded": False, "error": failure["message"], "traceback": failure["traceback"]}
 
@@ -244,17 +245,34 @@ def _cell_line(notebook, cell: int | None) -> int | None:
     return source_map[cell] if cell is not None and 0 <= cell < len(source_map) else None
 
 
+def _source_start(path: str, fence: int | None, first: str) -> int | None:
+    """The line of the ``.md`` file holding a cell's first source line (after its fence and options)."""
+    if fence is None:
+        return None
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return next((i + 1 for i in range(fence, min(len(lines), fence + 40)) if lines[i] == first), None)
+
+
 def _failure(running: _Running, message: str, cell: int | None, notebook_json: str | None,
-             traceback: str) -> dict:
-    """What myst-nb renders and reports for a chapter that failed: ``code cell N (line L): message``."""
+             traceback: str, cell_line: int | None = None) -> dict:
+    """What the build reports, and myst-nb renders, for a chapter that failed: the ``.md`` line of the statement
+    that raised (else of the cell), ``code cell N[, hidden: tag]: message``, the cell's source."""
     import nbformat
     line = _cell_line(running.notebook, cell)
+    source, hidden, start = "", "", None
     if cell is None or cell >= len(running.notebook.cells):
         where = "before its first cell"
     else:
         ordinal = sum(c.cell_type == "code" for c in running.notebook.cells[: cell + 1])
-        where = f"code cell {ordinal}" + (f" (line {line})" if line is not None else "")
-    return {"doc": running.doc, "line": line, "message": f"{where}: {message}",
+        source = running.notebook.cells[cell].source
+        tags = running.notebook.cells[cell].metadata.get("tags", [])
+        hidden = next((t for t in tags if t in ("remove-cell", "remove-input", "hide-cell", "hide-input")), "")
+        where = f"code cell {ordinal}" + (f", hidden: {hidden}" if hidden else "")
+        start = _source_start(running.path, line, source.splitlines()[0]) if source.strip() else None
+        if start is not None and cell_line is not None:
+            line = start + cell_line - 1
+    return {"doc": running.doc, "path": running.path, "line": line, "message": f"{where}: {message}",
+            "source": source, "source_start": start, "cell_line": cell_line,
             "notebook": notebook_json or nbformat.writes(running.notebook), "traceback": traceback}
 
 
@@ -272,7 +290,8 @@ def _finish(running: _Running) -> tuple[dict | None, dict | None]:
     if error is None:
         return result, None
     message = f"raised {error['ename']}: {error['evalue']}".strip()
-    return None, _failure(running, message, error["cell"], result["notebook"], error["traceback"] or message)
+    return None, _failure(running, message, error["cell"], result["notebook"], error["traceback"] or message,
+                          error.get("cell_line"))
 
 
 def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
@@ -318,7 +337,8 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
     todo.sort(key=lambda item: -_expected_seconds(item[0], Path(item[1]).read_text(encoding="utf-8"), history))
     override = os.environ.get(DEVICE_ENV, "").strip()
     workers = max(1, min(len(todo), int(os.environ.get("LABCODE_BUILD_WORKERS", os.cpu_count() or 1))))
-    LOGGER.info(f"labcode_build: executing {len(todo)} notebook(s) with {workers} worker(s)")
+    notice(f"executing {len(todo)} chapter(s) with {workers} worker(s)")
+    ticker = Ticker(len(todo))
     start = time.perf_counter()
     log, deps = {}, load_deps(app)
     source = root(app) / app.config.labcode_source
@@ -330,6 +350,7 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
                 running[doc] = _start(doc, path, notebook, choice, limit, why, nb_config)
                 jobdirs.append(running[doc].jobdir)
             time.sleep(0.1)
+            ticker.tick(sorted(running))
             for doc, job in list(running.items()):
                 if job.proc.poll() is None:
                     if job.limit is not None and time.monotonic() - job.started > job.limit:
@@ -339,7 +360,7 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
                         failure["traceback"] = failure["message"]
                         FAILED[str(Path(job.path).resolve())] = failure
                         failed_record[doc] = failure["message"]
-                        LOGGER.info(f"labcode_build: {doc} stopped after {job.limit:g} s")
+                        ticker.line(report_failure(failure))
                         del running[doc]
                     continue
                 del running[doc]
@@ -347,7 +368,7 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
                 if failure is not None:
                     FAILED[str(Path(job.path).resolve())] = failure
                     failed_record[doc] = failure["message"]
-                    LOGGER.info(f"labcode_build: {doc} failed ({failure['message']})")
+                    ticker.line(report_failure(failure))
                     continue
                 failed_record.pop(doc, None)
                 device = result["device"]
@@ -361,8 +382,9 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
                 deps[doc] = {"modules": result["modules"],
                              "fingerprint": modules_fingerprint(getattr(app, "labcode_fingerprint", ""), source,
                                                                 result["modules"], kernel_device(job.choice))}
-                LOGGER.info(f"labcode_build: executed {doc} in {result['seconds']:.1f} s on {device}")
+                ticker.line(f"{doc}: {result['seconds']:.1f} s on {device}")
     finally:   # normal end, an error, or Ctrl-C: no worker or kernel outlives this loop
+        ticker.clear()
         for job in running.values():
             job.stop()
         for jobdir in jobdirs:
@@ -375,7 +397,8 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
     deps_path(app).write_text(json.dumps(deps, indent=1, sort_keys=True))
     history_path.write_text(json.dumps(history, indent=1, sort_keys=True))
     failed_path.write_text(json.dumps(failed_record, indent=1, sort_keys=True))
-    LOGGER.info(f"labcode_build: executed {len(log)} notebook(s) in {wall:.1f} s wall time")
+    failed = len(todo) - len(log)
+    notice(f"executed {len(log)} chapter(s) in {wall:.1f} s" + (f"; {failed} failed" if failed else ""))
     log_path.write_text(json.dumps({"executed": sorted(log), "wall_seconds": wall, "workers": workers,
                                     "failed": sorted(d for d, _, _, _, _, _ in todo if d not in log),
                                     "devices": {doc: entry["device"] for doc, entry in sorted(log.items())}}))
@@ -399,3 +422,12 @@ def on_doctree_read(app: Sphinx, doctree) -> None:
     except KeyError:
         return
     nbformat.write(merged, path)
+
+
+def on_build_finished_failures(app: Sphinx, exception: Exception | None) -> None:
+    """At the end of the log: every chapter that failed in this build, one line each (the first report scrolled
+    away behind Sphinx's output)."""
+    failures = sorted(FAILED.values(), key=lambda f: f["doc"])
+    if failures:
+        notice(f"{len(failures)} chapter(s) failed:\n" + "\n".join(f"  {failure_location(f)}: {f['message']}"
+                                                                    for f in failures))
