@@ -8,6 +8,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="$(bash "$root/scripts/env.sh")"
+export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}"   # this clone's labcode, wherever the environment's own install points
 cd "$root"
 
 # The smallest set of Debian packages that builds the book (about 80 MB to download, 400 MB installed):
