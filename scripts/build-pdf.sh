@@ -44,7 +44,7 @@ import yaml
 toc = yaml.safe_load(open("_toc.yml"))
 toc["parts"] = [part for part in toc["parts"] if part.get("caption") != "API reference"]
 open("_build/pdf-toc.yml", "w").write(yaml.safe_dump(toc, sort_keys=False))'
-"$bin/jupyter-book" build . --builder pdflatex --toc _build/pdf-toc.yml -W -n --keep-going "$@" </dev/null
+"$bin/python" scripts/build_book.py --no-sync --builder pdflatex --toc _build/pdf-toc.yml "$@" </dev/null
 
 # LaTeX resolves references and fonts after Sphinx is done: a "??" or a missing glyph fails the command too.
 log=_build/latex/generative-models.log
