@@ -41,7 +41,7 @@ import torch
 
 from .checklist import CHECKLIST
 from .checks import call_with_grad
-from .protocol import MAX_MESSAGE_BYTES, decode_request, encode_reply, read_message, write_message
+from .protocol import MAX_MESSAGE_BYTES, decode_reply, decode_request, encode_reply, read_message, write_message
 from .runner import is_out_of_memory, isolated, run_cells
 
 #: the largest file a submission may write, in MB (RLIMIT_FSIZE)
@@ -174,9 +174,11 @@ def _answer(ns: dict[str, Any], functions: dict[str, Callable], request: tuple, 
 
 
 def _encode(reply: dict[str, Any]) -> bytes:
-    """The reply as bytes; a value that cannot be sent becomes the error that says so."""
+    """The reply as bytes; a value that cannot be sent, or that the grader would refuse (too many values, too large
+    a structure: :func:`~labcode.lab.protocol.decode_reply`), becomes the error that says so."""
     try:
         data = encode_reply(reply)
+        decode_reply(data)
     except BaseException as err:
         kind = "memory" if is_out_of_memory(err) else "raise"
         data = encode_reply({"kind": kind, "type": "UnsendableResult", "not_implemented": False,
