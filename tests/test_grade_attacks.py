@@ -25,7 +25,7 @@ import torch
 from labcode.lab.batch import collect_submissions, csv_row, main, report_names, write_csv, write_reports
 from labcode.lab.checklist import CHECKLIST
 from labcode.lab.protocol import ReplyError, decode_reply
-from labcode.lab.runner import Result, run_cells
+from labcode.lab.runner import MAX_MESSAGE_CHARS, Result, code_cells, run_cells
 from labcode.lab.sandbox import Graded
 from test_grade_batch import _grade_cli, _module, _notebook
 
@@ -247,18 +247,20 @@ def test_one_file_that_is_not_a_regular_file_exits_1_with_its_table(tmp_path, ca
 # --------------------------------------------------------------------------- cells that are valid Python
 
 
-def test_valid_python_runs_as_written():
+def test_valid_python_runs_as_written(tmp_path):
     cells = ["x = 'a\x0cb'  # a form feed in a string\n# a note pasted from a PDF:\u2028see the hints\ny = 1",
              "msg = ('%d samples'\n       % 3)",                   # black puts the operator first
              "%matplotlib inline\n!pip list\nz = 2"]
     ns, errors = run_cells(cells)
     assert errors == [] and (ns["x"], ns["y"], ns["msg"], ns["z"]) == ("a\x0cb", 1, "3 samples", 2)
+    (tmp_path / "bom.py").write_bytes("\ufeffx = 1\r\ny = 2\r\n".encode())
+    assert run_cells(code_cells(tmp_path / "bom.py"))[0]["y"] == 2      # in process, as in the worker
 
 
 def test_a_cell_error_is_kept_short_and_printable():
     _, errors = run_cells([UNPRINTABLE_ERROR, "raise ValueError('x' * 10**6)", "raise ValueError('a\\nb')"])
     assert [e.error for e in errors] == ["Unprintable: (its message cannot be shown)", errors[1].error, "ValueError: a\nb"]
-    assert len(errors[1].error) <= 1000
+    assert errors[1].error == "ValueError: " + "x" * MAX_MESSAGE_CHARS
 
 
 def test_pickle_is_still_refused():
