@@ -71,7 +71,15 @@ import labcode
 from .checklist import CHECKLIST
 from .checks import CHECKS, CheckFailed
 from .protocol import ReplyError, decode_reply, encode_request, read_message, write_message
-from .runner import CellError, Result, check_function, format_report, not_a_function, not_defined
+from .runner import (
+    MAX_MESSAGE_CHARS,
+    CellError,
+    Result,
+    check_function,
+    format_report,
+    not_a_function,
+    not_defined,
+)
 
 #: wall-clock seconds per submission. A correct submission takes about 5 s here (2-core CPU, one at a time;
 #: about 8 s each with two at once): the default leaves room for slow machines and long cells
@@ -346,6 +354,12 @@ class _Worker:
         self._stderr.close()
 
 
+def _from_worker(value: Any) -> str:
+    """A text from the worker's reply, cut at :data:`~labcode.lab.runner.MAX_MESSAGE_CHARS` plus room for an
+    exception's type (a forged reply may hold 64 MB of text)."""
+    return str(value)[:MAX_MESSAGE_CHARS + 100]
+
+
 def _exit_text(code: int | None, memory_mb: int) -> tuple[str, str]:
     """(status, words) for a worker that ended with ``code`` (``Popen.returncode``; ``None``: it stopped answering)."""
     if code is None:
@@ -415,9 +429,12 @@ class _Session:
                 raise RuntimeError("the grader's worker did not start: unexpected first message")
             self.worker.send({"cells": list(self.submission.cells), "module": self.submission.module}, self.deadline)
             while (message := self.worker.receive(self.deadline)).get("kind") == "cell":
-                cell = message.get("index") if isinstance(message.get("index"), int) else cell
+                index = message.get("index")
+                if not (isinstance(index, int) and 1 <= index <= len(self.submission.cells)):
+                    raise ReplyError("a malformed cell number")
+                cell = index
             if message.get("kind") != "cells":
-                raise ReplyError("an unexpected message while the cells ran")
+                raise ReplyError("an unexpected message")
             if self.names is None:
                 self._keep_cell_report(message)
         except TimeoutError:
@@ -429,16 +446,20 @@ class _Session:
             self._stop(status, f"{where} {words}", f"not graded: {where} {words}",
                        "a cell must not end the process (os._exit) or crash it")
         except ReplyError as err:
-            self._stop("crashed", f"the worker sent {err} while cell {cell} ran", "not graded: unreadable worker",
+            where = f"while cell {cell} ran" if cell else "before the cells ran"
+            self._stop("crashed", f"the worker sent {err} {where}", "not graded: unreadable worker",
                        "a cell must not write to the grader's channel")
 
     def _keep_cell_report(self, message: dict[str, Any]) -> None:
-        names, errors = message.get("names"), message.get("errors")
-        if not (isinstance(names, dict) and isinstance(errors, list)
-                and all(isinstance(e, list) and len(e) == 3 for e in errors)):
+        """Keep the names and the cells' errors of the worker's report, checked as any reply: at most one error
+        per cell, each ``[cell number, text, kind]``."""
+        names, errors, n = message.get("names"), message.get("errors"), len(self.submission.cells)
+        if not (isinstance(names, dict) and isinstance(errors, list) and len(errors) <= n
+                and all(isinstance(e, list) and len(e) == 3 and isinstance(e[0], int) and 1 <= e[0] <= n
+                        and isinstance(e[1], str) and e[2] in ("raised", "syntax", "memory") for e in errors)):
             raise ReplyError("a malformed report of the cells")
-        self.names = {item.name: str(names.get(item.name, "missing")) for item in CHECKLIST}
-        self.errors = tuple(CellError(int(i), str(text), str(kind)) for i, text, kind in errors)
+        self.names = {item.name: _from_worker(names.get(item.name, "missing")) for item in CHECKLIST}
+        self.errors = tuple(CellError(i, _from_worker(text), kind) for i, text, kind in errors)
         for err in self.errors:
             if err.kind == "syntax":
                 self._event("syntax-error", f"cell {err.index}: {err.error}")
@@ -477,7 +498,7 @@ class _Session:
             self._event("crashed", f"{name}: the worker sent {err}")
             raise WorkerFault("crashed", f"unreadable result: {err}", expected, "return tensors, numbers or dicts") from None
         if tripwire:
-            used = ", ".join(str(t) for t in tripwire)
+            used = _from_worker(", ".join(map(str, tripwire[:20])))
             self._event("uses-reference", f"{name} calls {used}")
             raise WorkerFault("uses-reference", f"calls {used}", expected,
                               f"write {name} yourself: labcode's own implementation is what it is compared with")
@@ -485,11 +506,12 @@ class _Session:
             return reply.get("value"), reply.get("grads")
         if kind == "raise":
             if reply.get("not_implemented") is True:
-                raise NotImplementedError(str(reply.get("message")))
-            raise RemoteError(str(reply.get("type")), str(reply.get("message")))
+                raise NotImplementedError(_from_worker(reply.get("message")))
+            raise RemoteError(_from_worker(reply.get("type")), _from_worker(reply.get("message")))
         if kind == "exit":
-            self._event("exited", f"{name} called exit({reply.get('code')})")
-            raise WorkerFault("exited", f"called exit({reply.get('code')})", expected,
+            code = _from_worker(reply.get("code"))
+            self._event("exited", f"{name} called exit({code})")
+            raise WorkerFault("exited", f"called exit({code})", expected,
                               "a function must return its result, not call exit()")
         if kind == "memory":
             self._drop_worker()
@@ -497,7 +519,7 @@ class _Session:
             raise WorkerFault("memory", f"out of memory (limit {self.memory_mb} MB)", expected,
                               "the lab's functions need little memory: look for a tensor far larger than the data")
         self._drop_worker()
-        self._event("crashed", f"{name}: the worker sent a reply of kind {kind!r}")
+        self._event("crashed", f"{name}: the worker sent a reply of kind {_from_worker(kind)[:40]!r}")
         raise WorkerFault("crashed", "unreadable result", expected, "return tensors, numbers or dicts")
 
     def verdict(self) -> tuple[str, str]:
