@@ -183,7 +183,7 @@ def test_a_reply_that_repeats_its_parts_is_refused_quickly():
 
 
 def _graded(path: Path, reason: str = "") -> Graded:
-    results = tuple(Result(n, False, "m\nx\x1b[2J", "e") for n in NAMES)
+    results = tuple(Result(n, False, "m\nx\x1b[2J", "e", os.fsdecode(b"hint \xe9")) for n in NAMES)
     return Graded(path, results, (), "exited" if reason else "graded", reason, 1.0)
 
 

@@ -276,8 +276,12 @@ def grade_path_verbose(path: str | Path) -> tuple[list[Result], list[CellError]]
 
 # --------------------------------------------------------------------------- the report
 
+def _line(text: str) -> str:
+    return printable(" ".join(text.split()))
+
+
 def _clip(text: str, width: int) -> str:
-    text = printable(" ".join(text.split()))
+    text = _line(text)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -297,7 +301,7 @@ def format_report(results: list[Result], errors: list[CellError] = ()) -> str:
     for r in results:
         cells = (r.name, "pass" if r.passed else "FAIL", _clip(r.measured, widths[2]), _clip(r.expected, widths[3]))
         row = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
-        lines.append((row + "  " + " ".join(r.hint.split())) if not r.passed else row.rstrip())
+        lines.append((row + "  " + _line(r.hint)) if not r.passed else row.rstrip())
     score = sum(r.passed for r in results)
     lines.append("")
     lines.append(f"Score: {score}/{len(results)}")

@@ -79,6 +79,7 @@ from .runner import (
     format_report,
     not_a_function,
     not_defined,
+    printable,
 )
 
 #: wall-clock seconds per submission. A correct submission takes about 5 s here (2-core CPU, one at a time;
@@ -594,13 +595,16 @@ def grade_submission(path: str | Path, *, timeout: float = DEFAULT_TIMEOUT, memo
 
 def format_graded(graded: Graded, *, title: bool = False) -> str:
     """The report of a graded submission: :func:`labcode.lab.runner.format_report`'s table, after a status line
-    unless the status is ``graded``; with ``title``, after the submission's path, status, reason and time."""
+    unless the status is ``graded``; with ``title``, after the submission's path, status, reason and time. The
+    path and the reason are :func:`~labcode.lab.runner.printable`: one line each, whatever the file's name or the
+    student's exception says."""
     if not isinstance(graded, Graded):
         raise TypeError(f"graded must be a Graded, got {type(graded).__name__}")
+    reason = printable(graded.reason)
     if title:
-        head = [f"submission: {graded.path}", f"status: {graded.status}"]
-        head += [f"reason: {graded.reason}"] if graded.reason else []
+        head = [f"submission: {printable(str(graded.path))}", f"status: {graded.status}"]
+        head += [f"reason: {reason}"] if reason else []
         head += [f"time: {graded.seconds:.1f} s", ""]
     else:
-        head = [f"status: {graded.status}: {graded.reason}", ""] if graded.status != "graded" else []
+        head = [f"status: {graded.status}: {reason}", ""] if graded.status != "graded" else []
     return "\n".join([*head, format_report(list(graded.results), list(graded.errors))])
