@@ -22,14 +22,20 @@ that dies while the cells run fails the whole submission, naming the cell.
 comparisons, the score and the report live in the grader's process, which
 never runs the submission's code and never unpickles anything the worker
 sends except through ``torch.load(weights_only=True)`` (tensors, numbers,
-strings, lists, tuples and dicts, with a size cap). A submission can therefore
-only change the values its own functions return: patching
+strings, lists, tuples and dicts). What reading a reply costs is bounded
+(:mod:`labcode.lab.protocol`: a message of at most 64 MB, stored
+uncompressed, with a pickle of at most 1 MB, 100,000 values and 32 levels of
+nesting; texts cut at about 1,000 characters), and a reply that breaks a rule, forged or not, fails the
+submission as ``crashed``, never as the grader's own ``error``. A submission
+can therefore only change the values its own functions return: patching
 ``labcode.lab.checks``, ``labcode``'s references, ``torch`` functions or
 ``sys.modules``, or printing a fake report, changes the worker only (its
 output goes to ``/dev/null``). ``exit()``, ``os._exit()``, a segfault, an
 endless loop or a memory blow-up in a cell or a function fails that
 submission with a status and a reason, never the batch, and the process exit
-status of single-file grading is 0 only when all eleven checks pass. A call,
+status of single-file grading is 0 only when all eleven checks pass. A file's
+name and a student's exception reach the CSV, the reports and the terminal as
+one printable line each (:func:`~labcode.lab.runner.printable`). A call,
 while function X is being graded, to ``labcode``'s own implementation of X
 (its reference, and for ``compute_elbo``, ``likelihood_given_z`` and
 ``approximate_marginal_likelihood`` the ``labcode`` function it wraps) is caught
@@ -38,16 +44,28 @@ by a tripwire in the worker and fails X with status ``uses-reference``.
 Not guarded:
 
 - the worker runs as the grader's user, with its file system, network and
-  processes: it can read and write that user's files, signal or trace the
-  grader. Grade untrusted submissions in a container or as an unprivileged
-  user with nothing else to lose;
+  processes: it can read and write that user's files (other submissions
+  before they are graded; a ``.pth`` file in a ``site-packages`` folder that
+  runs code in the next grading), signal or trace the grader. Grade untrusted
+  submissions in a container or as an unprivileged user with nothing else to
+  lose;
 - a process that leaves the worker's session (``setsid``, a double fork into
-  a new session) survives the kill of the process group; the number of
-  processes is not limited;
-- the tripwire is in the worker, so a submission can reach the unwrapped
-  reference there (``__wrapped__``, ``importlib.reload``) or copy
-  ``labcode``'s source: neither is detected, and helpers such as
-  ``lc.gaussian_log_density`` are not wrapped;
+  a new session) survives the kill of the process group, and may rewrite the
+  CSV and the reports after the grader wrote them; the number of processes is
+  not limited, each has its own ``--memory``, and a file may take
+  :data:`~labcode.lab.worker.MAX_FILE_MB` MB but the files together may fill the disk;
+- the worker is the submission's process, so all it reports is the
+  submission's to choose: besides its functions' values, the gradients a
+  check asks for (a ``reparameterize`` computed under ``torch.no_grad()``
+  passes if a cell replaces the worker's ``call_with_grad``), the
+  ``requires_grad`` of a result, and the tripwire (a cell can rewrite the
+  worker's replies, reach the unwrapped reference through ``__wrapped__`` or
+  ``importlib.reload``, or copy ``labcode``'s source; helpers such as
+  ``lc.gaussian_log_density`` are not wrapped);
+- the time limit is checked between messages: reading the last reply (its
+  pickle at most 1 MB) can take the grader a second or two past it;
+- the CSV does not defuse formulas: a spreadsheet may take a file name that
+  starts with ``=`` for one;
 - the self-grading cell of the student edition (``grade_namespace(globals())``)
   runs in the student's own kernel: it is feedback, not a grade.
 """
@@ -104,7 +122,7 @@ STATUSES = {
     "empty": "no code at all",
     "timeout": "the time limit ran out; the check running then and every later check failed",
     "memory": "a cell or a function ran out of memory (the worker's memory limit)",
-    "crashed": "the worker was killed by a signal (a segfault, for example) or sent an unreadable reply",
+    "crashed": "the worker was killed by a signal (a segfault, for example) or sent a reply that breaks the protocol",
     "exited": "a cell or a function ended the worker process (os._exit), or a function called exit()",
     "uses-reference": "a function called labcode's own implementation of itself",
     "syntax-error": "a cell does not compile; the rest was graded",
