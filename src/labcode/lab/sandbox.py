@@ -49,11 +49,14 @@ Not guarded:
   runs code in the next grading), signal or trace the grader. Grade untrusted
   submissions in a container or as an unprivileged user with nothing else to
   lose;
-- a process that leaves the worker's session (``setsid``, a double fork into
-  a new session) survives the kill of the process group, and may rewrite the
-  CSV and the reports after the grader wrote them; the number of processes is
-  not limited, each has its own ``--memory``, and a file may take
-  :data:`~labcode.lab.worker.MAX_FILE_MB` MB but the files together may fill the disk;
+- a process that leaves the worker's process group (``os.setpgid``,
+  ``os.setsid``, as a daemon does) survives the kill of the group, and may
+  rewrite the CSV and the reports after the grader wrote them; the number of
+  processes is not limited;
+- ``--memory`` is ``RLIMIT_DATA``: it caps each process's heap and private
+  mappings, not shared memory (``mmap.mmap(-1, n)``, files in ``/dev/shm``),
+  and each child has a cap of its own; a file may take
+  :data:`~labcode.lab.worker.MAX_FILE_MB` MB, the files together the whole disk;
 - the worker is the submission's process, so all it reports is the
   submission's to choose: besides its functions' values, the gradients a
   check asks for (a ``reparameterize`` computed under ``torch.no_grad()``

@@ -51,7 +51,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 def limit_resources(memory_mb: int) -> None:
-    """Cap this process's data segment (heap and anonymous memory) at ``memory_mb`` MB, forbid core files and
+    """Cap this process's data segment (heap and private mappings, not shared ones) at ``memory_mb`` MB, forbid core files and
     files over :data:`MAX_FILE_MB` MB.
 
     ``RLIMIT_DATA`` rather than ``RLIMIT_AS``: both stop a 4 GB tensor under a
