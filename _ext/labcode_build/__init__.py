@@ -72,6 +72,7 @@ from pathlib import Path
 
 from sphinx.application import Sphinx
 
+from . import archive
 from .execution import (
     TIMEOUT_FACTOR,
     TIMEOUT_FLOOR,
@@ -96,6 +97,7 @@ def setup(app: Sphinx) -> dict:
     patch_mystnb()
     app.add_config_value("labcode_timeout_factor", TIMEOUT_FACTOR, "")
     app.add_config_value("labcode_timeout_floor", TIMEOUT_FLOOR, "")
+    app.add_config_value("labcode_results_limit_mb", archive.LIMIT_MB, "")
     app.add_config_value("labcode_fingerprint", FINGERPRINTED, "env")
     app.add_config_value("labcode_source", SOURCE, "env")
     app.connect("builder-inited", on_builder_inited, priority=900)   # after myst-nb's config

@@ -26,7 +26,7 @@ from pathlib import Path
 from sphinx.application import Sphinx
 from sphinx.util import logging
 
-from . import worker
+from . import archive, worker
 from .fingerprints import (
     DEVICE_ENV,
     STAMP,
@@ -76,7 +76,11 @@ def on_builder_inited(app: Sphinx) -> None:
     if app.labcode_stale and cache.exists():
         LOGGER.info("requirements or device changed: clearing the execution cache")
         from jupyter_cache import get_cache
-        get_cache(str(cache)).clear_cache()
+        jcache = get_cache(str(cache))
+        deps = load_deps(app)
+        for record in jcache.list_cache_records():
+            _archive_record(app, jcache, record, deps.get(_record_doc(app, record) or ""))
+        jcache.clear_cache()
         deps_path(app).unlink(missing_ok=True)
         shutil.rmtree(models, ignore_errors=True)
         return
@@ -118,22 +122,45 @@ def _drop_stale_chapters(app: Sphinx) -> None:
     cache = get_cache(str(cache_path(app)))
     deps = load_deps(app)
     source = root(app) / app.config.labcode_source
-    srcdir = Path(app.srcdir).resolve()
     for record in cache.list_cache_records():
-        try:
-            doc = str(Path(record.uri).resolve().relative_to(srcdir).with_suffix(""))
-        except ValueError:      # a notebook outside this book: not ours to keep
-            doc = None
+        doc = _record_doc(app, record)
         entry = deps.get(doc or "")
         path = Path(record.uri)
         device = kernel_device(chapter_device(front_matter(path), doc or record.uri)) if path.is_file() else ""
         if entry and modules_fingerprint(app.labcode_fingerprint, source, entry["modules"], device) == entry["fingerprint"]:
             continue
+        _archive_record(app, cache, record, entry)
         cache.remove_cache(record.pk)
         if doc is not None:
             app.labcode_stale_docs.add(doc)
             LOGGER.info(f"labcode_build: {doc} imports changed labcode modules or chose another device: "
-                        "it will execute again")
+                        "its execution is set aside (archived) and it executes again unless one matches")
+
+
+def _record_doc(app: Sphinx, record) -> str | None:
+    """The page a cache record belongs to (``book/kl``), or ``None`` for a notebook outside this book."""
+    try:
+        return str(Path(record.uri).resolve().relative_to(Path(app.srcdir).resolve()).with_suffix(""))
+    except ValueError:
+        return None
+
+
+def archive_path(app: Sphinx) -> Path:
+    return cache_path(app).parent / archive.ARCHIVE
+
+
+def _archive_record(app: Sphinx, cache, record, entry: dict | None) -> None:
+    """Keep a cache record that is about to go, with the imports and fingerprint it was executed with."""
+    if not entry:
+        return
+    try:
+        bundle = cache.get_cache_bundle(record.pk)
+    except Exception:
+        return
+    import nbformat
+    archive.keep(archive_path(app), record.hashkey, {"modules": entry["modules"], "fingerprint": entry["fingerprint"],
+                                                     "data": dict(record.data or {})},
+                 nbformat.writes(bundle.nb))
 
 
 def on_env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
@@ -294,6 +321,30 @@ def _finish(running: _Running) -> tuple[dict | None, dict | None]:
                           error.get("cell_line"))
 
 
+def _save_deps(app: Sphinx, deps: dict) -> None:
+    deps_path(app).parent.mkdir(parents=True, exist_ok=True)
+    deps_path(app).write_text(json.dumps(deps, indent=1, sort_keys=True))
+
+
+def _restore_from_archive(app: Sphinx, cache, doc: str, path: str, notebook, choice: str | None,
+                          deps: dict) -> dict | None:
+    """Put back an archived execution of these cells that is valid for the library as it is now; return it."""
+    import nbformat
+    from jupyter_cache.base import CacheBundleIn
+    source = root(app) / app.config.labcode_source
+    current = getattr(app, "labcode_fingerprint", "")
+    device = kernel_device(choice)
+    _, hashkey = cache.create_hashed_notebook(notebook)
+    entry = archive.find(archive_path(app), hashkey,
+                         lambda modules, fp: modules_fingerprint(current, source, modules, device) == fp)
+    if entry is None:
+        return None
+    cache.cache_notebook_bundle(CacheBundleIn(nbformat.reads(entry["notebook"], as_version=4), path,
+                                              data=entry["data"]), check_validity=False, overwrite=True)
+    deps[doc] = {"modules": entry["modules"], "fingerprint": entry["fingerprint"]}
+    return entry
+
+
 def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
     """Execute, in parallel, every notebook about to be read that the cache cannot serve.
 
@@ -314,7 +365,8 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
     history = _load_json(history_path)
     failed_path = Path(nb_config.execution_cache_path) / FAILED_RECORD
     failed_record = _load_json(failed_path)
-    todo = []
+    deps = load_deps(app)
+    todo, restored, restored_devices = [], [], {}
     for doc in notebook_docs(app, docnames):
         path = env.doc2path(doc)
         text = Path(path).read_text(encoding="utf-8")
@@ -324,14 +376,26 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
             cache.match_cache_notebook(notebook)
             failed_record.pop(doc, None)
         except KeyError:
+            choice = chapter_device(notebook.metadata, doc)
+            entry = _restore_from_archive(app, cache, doc, str(path), notebook, choice, deps)
+            if entry is not None:
+                restored.append(doc)
+                restored_devices[doc] = entry["data"].get("device", "")
+                failed_record.pop(doc, None)
+                continue
             limit, why = time_limit(app, doc, notebook.metadata, history)
-            todo.append((doc, str(path), notebook, chapter_device(notebook.metadata, doc), limit, why))
+            todo.append((doc, str(path), notebook, choice, limit, why))
     log_path = Path(nb_config.execution_cache_path) / REPORT_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if restored:
+        notice(f"{len(restored)} chapter(s) found executed for this state of labcode, not executed again: "
+               + ", ".join(restored))
     if not todo:
         LOGGER.info("labcode_build: every notebook is served by the cache (0 executed)")
-        log_path.write_text(json.dumps({"executed": [], "wall_seconds": 0.0, "workers": 0, "failed": []}))
+        log_path.write_text(json.dumps({"executed": [], "restored": restored, "wall_seconds": 0.0, "workers": 0,
+                                        "failed": [], "devices": restored_devices}))
         failed_path.write_text(json.dumps(failed_record, indent=1, sort_keys=True))
+        _save_deps(app, deps)
         return
     # longest first: with one process per core, the longest chapter must not start last
     todo.sort(key=lambda item: -_expected_seconds(item[0], Path(item[1]).read_text(encoding="utf-8"), history))
@@ -340,7 +404,7 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
     notice(f"executing {len(todo)} chapter(s) with {workers} worker(s)")
     ticker = Ticker(len(todo))
     start = time.perf_counter()
-    log, deps = {}, load_deps(app)
+    log = {}
     source = root(app) / app.config.labcode_source
     queue, running, jobdirs = list(todo), {}, []
     try:
@@ -374,14 +438,15 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
                 device = result["device"]
                 if job.choice is not None and not override:
                     device = f"{device} (chapter's choice)"
-                cache.cache_notebook_bundle(
-                    CacheBundleIn(nbformat.reads(result["notebook"], as_version=4), job.path,
-                                  data={"execution_seconds": result["seconds"], "device": device}),
+                data = {"execution_seconds": result["seconds"], "device": device}
+                record = cache.cache_notebook_bundle(
+                    CacheBundleIn(nbformat.reads(result["notebook"], as_version=4), job.path, data=data),
                     check_validity=False, overwrite=True)
                 log[doc] = {"seconds": result["seconds"], "device": device}
                 deps[doc] = {"modules": result["modules"],
                              "fingerprint": modules_fingerprint(getattr(app, "labcode_fingerprint", ""), source,
                                                                 result["modules"], kernel_device(job.choice))}
+                archive.keep(archive_path(app), record.hashkey, {**deps[doc], "data": data}, result["notebook"])
                 ticker.line(f"{doc}: {result['seconds']:.1f} s on {device}")
     finally:   # normal end, an error, or Ctrl-C: no worker or kernel outlives this loop
         ticker.clear()
@@ -393,15 +458,17 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
             app.labcode_store_events = report_store_events(app.labcode_store, app.labcode_store_events)
     wall = time.perf_counter() - start
     history.update({doc: entry["seconds"] for doc, entry in log.items()})
-    deps_path(app).parent.mkdir(parents=True, exist_ok=True)
-    deps_path(app).write_text(json.dumps(deps, indent=1, sort_keys=True))
+    _save_deps(app, deps)
     history_path.write_text(json.dumps(history, indent=1, sort_keys=True))
+    archive.evict(archive_path(app), app.config.labcode_results_limit_mb)
     failed_path.write_text(json.dumps(failed_record, indent=1, sort_keys=True))
     failed = len(todo) - len(log)
     notice(f"executed {len(log)} chapter(s) in {wall:.1f} s" + (f"; {failed} failed" if failed else ""))
-    log_path.write_text(json.dumps({"executed": sorted(log), "wall_seconds": wall, "workers": workers,
+    log_path.write_text(json.dumps({"executed": sorted(log), "restored": restored, "wall_seconds": wall,
+                                    "workers": workers,
                                     "failed": sorted(d for d, _, _, _, _, _ in todo if d not in log),
-                                    "devices": {doc: entry["device"] for doc, entry in sorted(log.items())}}))
+                                    "devices": {**restored_devices,
+                                                **{doc: entry["device"] for doc, entry in sorted(log.items())}}}))
 
 
 def on_doctree_read(app: Sphinx, doctree) -> None:
