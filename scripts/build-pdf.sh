@@ -8,6 +8,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="$(bash "$root/scripts/env.sh")"
+export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}"   # this clone's labcode, wherever the environment's own install points
 cd "$root"
 
 # The smallest set of Debian packages that builds the book (about 80 MB to download, 400 MB installed):
@@ -43,7 +44,7 @@ import yaml
 toc = yaml.safe_load(open("_toc.yml"))
 toc["parts"] = [part for part in toc["parts"] if part.get("caption") != "API reference"]
 open("_build/pdf-toc.yml", "w").write(yaml.safe_dump(toc, sort_keys=False))'
-"$bin/jupyter-book" build . --builder pdflatex --toc _build/pdf-toc.yml -W -n --keep-going "$@" </dev/null
+"$bin/python" scripts/build_book.py --no-sync --builder pdflatex --toc _build/pdf-toc.yml "$@" </dev/null
 
 # LaTeX resolves references and fonts after Sphinx is done: a "??" or a missing glyph fails the command too.
 log=_build/latex/generative-models.log

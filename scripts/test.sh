@@ -5,6 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="$(bash "$root/scripts/env.sh")"
+export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}"   # this clone's labcode, wherever the environment's own install points
 cd "$root"
 if [[ ! -x /usr/bin/chromium ]]; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then

@@ -145,8 +145,9 @@ def test_a_chapters_device_choice_reaches_its_kernel_and_the_report(book: Path) 
     assert log["executed"] == ["beta"] and log["mystnb_executed"] == 0
     assert log["glue"]["beta"]["kernel_device_beta"] == "cpu"
     assert log["devices"] == {"beta": "CPU (chapter's choice)"}
-    forced = build(book, extra_env={"LABCODE_DEVICE": "cpu:0"})
+    forced = build(book, extra_env={"LABCODE_DEVICE": "cpu:0"})   # executed before: restored from the archive
     assert forced["glue"]["beta"]["kernel_device_beta"] == "cpu:0" and forced["devices"]["beta"] == "CPU"
+    assert "beta" in forced["executed"] + forced["restored"]
 
 
 def test_an_unknown_device_choice_is_an_error_naming_the_chapter() -> None:
@@ -159,3 +160,38 @@ def test_an_unknown_device_choice_is_an_error_naming_the_chapter() -> None:
     assert chapter_device({}, "book/x") is None
     with pytest.raises(ValueError, match=r"book/x: front matter labcode.device must be one of"):
         chapter_device({"labcode": {"device": "tpu"}}, "book/x")
+
+
+def test_reverting_a_library_edit_executes_nothing(book: Path) -> None:
+    """Undo is free: trying a change in a plotting module re-executes the one chapter that draws with it, and
+    reverting it finds that chapter's earlier execution in the archive (executed per library state)."""
+    before = build(book)["glue"]
+    drawing = sorted(doc for doc, entry in _deps(book).items() if "labcode.plots.data" in entry["modules"])
+    assert "beta" in drawing
+    path = book / "src" / "labcode" / "plots" / "data.py"
+    original = path.read_text()
+    edit(path, '"""Figures', '"""Figures (a colour tried)')
+    tried = build(book)
+    assert tried["executed"] == drawing and tried["restored"] == []
+    path.write_text(original)
+    reverted = build(book)
+    assert reverted["executed"] == [] and reverted["restored"] == drawing and reverted["mystnb_executed"] == 0
+    assert reverted["glue"] == before
+
+
+def test_the_archive_evicts_the_least_recently_used(tmp_path: Path) -> None:
+    import os
+    sys.path.insert(0, str(ROOT / "_ext"))
+    try:
+        from labcode_build import archive
+    finally:
+        sys.path.remove(str(ROOT / "_ext"))
+    for age, name in enumerate(["new", "middle", "old"]):
+        archive.keep(tmp_path, name, {"modules": [], "fingerprint": name * 8, "data": {}}, "x" * 400_000)
+        (path,) = tmp_path.glob(f"{name}-*.json.gz")
+        os.utime(path, (1_000_000 - age * 100, 1_000_000 - age * 100))
+    assert archive.find(tmp_path, "old", lambda modules, fp: True) is not None   # a use makes it the newest
+    size = sum(p.stat().st_size for p in tmp_path.glob("*.json.gz"))
+    removed = archive.evict(tmp_path, limit_mb=(size - 1) / 1e6)
+    assert [p.name.split("-")[0] for p in removed] == ["middle"]
+    assert sorted(p.name.split("-")[0] for p in tmp_path.glob("*.json.gz")) == ["new", "old"]

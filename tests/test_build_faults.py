@@ -57,10 +57,12 @@ class Build:
     def __init__(self, book: Path, pause: float = 0.0, extra_env: dict[str, str] | None = None) -> None:
         self.book, self.marker = book, f"fault-{uuid.uuid4().hex}"
         env = {"PATH": str(JB.parent) + ":/usr/bin:/bin", "HOME": str(Path.home()), "LABCODE_DEVICE": "cpu",
+               "PYTHONPATH": str(ROOT / "src"),   # the kernels import this checkout's labcode
                "LABCODE_BUILD_WORKERS": "2", "FAULT_FIXTURE_PAUSE": str(pause), "FAULT_TEST_MARKER": self.marker,
                **(extra_env or {})}
-        self.proc = subprocess.Popen([str(JB), "build", str(book), "-W", "-n", "--keep-going"], env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        self.proc = subprocess.Popen([str(JB), "build", book.name, "-W", "-n", "--keep-going"], env=env, text=True,
+                                     cwd=book.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     start_new_session=True)
         self.stdout = self.stderr = ""
 
     def wait(self, timeout: float = 300) -> int:
@@ -258,19 +260,50 @@ def test_a_second_build_that_will_not_wait_exits_with_a_clear_message(book: Path
 
 
 def test_a_failing_chapter_executes_once_names_its_cell_and_the_fix_executes_only_it(book: Path) -> None:
+    """Reported first, as the .md file and line of the statement that raised, with the exception and the cell's
+    source; the chapter executed once (in its worker, not again by myst-nb); the other chapter stays cached."""
     edit(book / "steady.md", 'display=False)\n', 'display=False)\nraise ValueError("a planted fault")\n')
     edit(book / "calm.md", "data = torch.arange", "# edited\ndata = torch.arange")
     run = build(book)
     assert run.proc.returncode != 0
     assert mystnb_executions(run) == 0 and log(book)["executed"] == ["calm"]      # steady ran once, in its worker
-    line = (book / "steady.md").read_text().splitlines().index("```{code-cell} ipython3", 20) + 1
-    assert re.search(rf"steady\.md:{line}: WARNING: steady, code cell 2 \(line {line}\): raised ValueError: "
-                     "a planted fault", run.stderr)
-    assert "a planted fault" in (book / "_build" / "html" / "reports" / "steady.err.log").read_text()
+    line = (book / "steady.md").read_text().splitlines().index('raise ValueError("a planted fault")') + 1
+    report = f"FAILED book/steady.md:{line}: code cell 2: raised ValueError: a planted fault"
+    assert report in run.stderr and f"> {line} | raise ValueError(\"a planted fault\")" in run.stderr
+    assert run.stderr.index(report) < run.stderr.index("WARNING")                 # before Sphinx's output
+    assert f"book/steady.md:{line}: WARNING: code cell 2: raised ValueError: a planted fault" in run.stderr
+    assert "a planted fault" in (book / "_build" / "html.failed" / "reports" / "steady.err.log").read_text()
     edit(book / "steady.md", 'raise ValueError("a planted fault")\n', 'fault = "fixed"\n')
     fixed = build(book)
     assert fixed.proc.returncode == 0, fixed.output[-4000:]
     assert log(book)["executed"] == ["steady"] and mystnb_executions(fixed) == 0 and glue(book) == CLEAN
+
+
+def test_every_failing_chapter_is_listed_and_the_last_good_site_stays(book: Path) -> None:
+    """Two broken chapters: both named (a hidden cell marked as hidden); the site keeps the last good pages,
+    never blanks where glued numbers were; the failed pages wait in html.failed until a build succeeds."""
+    site = book / "_build" / "html"
+    good = (site / "steady.html").read_text()
+    assert "The mean of the draws is" in good and "0.0143" in good
+    edit(book / "steady.md", "The mean of the draws", "The new mean of the draws")
+    edit(book / "steady.md", 'display=False)\n', 'display=False)\nraise ValueError("a planted fault")\n')
+    edit(book / "calm.md", "```{code-cell} ipython3\nimport torch", "```{code-cell} ipython3\n:tags: [remove-cell]\n\n"
+         "assert 1 == 2, 'a hidden check'\n```\n\n```{code-cell} ipython3\nimport torch")
+    run = build(book)
+    assert run.proc.returncode != 0
+    summary = run.stderr[run.stderr.index("2 chapter(s) failed:"):]
+    assert re.search(r"book/calm\.md:\d+: code cell 1, hidden: remove-cell: raised AssertionError: a hidden check",
+                     summary)
+    assert re.search(r"book/steady\.md:\d+: code cell 2: raised ValueError: a planted fault", summary)
+    assert (site / "steady.html").read_text() == good                       # the last good page, untouched
+    assert "The new mean" in (book / "_build" / "html.failed" / "steady.html").read_text()
+    assert "still holds the last good build" in run.stderr
+    edit(book / "steady.md", 'raise ValueError("a planted fault")\n', "")
+    edit(book / "calm.md", "assert 1 == 2, 'a hidden check'", "assert 1 == 1, 'a hidden check'")
+    fixed = build(book)
+    assert fixed.proc.returncode == 0, fixed.output[-4000:]
+    assert "The new mean" in (site / "steady.html").read_text() and "0.0143" in (site / "steady.html").read_text()
+    assert not (book / "_build" / "html.failed").exists() and glue(book) == CLEAN
 
 
 def test_a_chapter_failing_because_of_labcode_is_read_again_after_the_fix(book: Path) -> None:
@@ -288,8 +321,8 @@ def test_a_runaway_chapter_is_stopped_at_its_time_limit_with_its_kernel_and_chil
     start = time.monotonic()
     run = build(book, pause=600)
     assert run.proc.returncode != 0 and time.monotonic() - start < 60
-    assert re.search(r"steady\.md:\d+: WARNING: steady, code cell 1 \(line \d+\): stopped: the chapter ran longer "
-                     r"than its time limit of 4 s \(set by labcode\.timeout in its front matter\)", run.stderr)
+    assert re.search(r"FAILED book/steady\.md:\d+: code cell 1: stopped: the chapter ran longer than its time limit of "
+                     r"4 s \(set by labcode\.timeout in its front matter\)", run.stderr)
     assert log(book)["executed"] == []     # build() already checked: no kernel, no `sleep 600` left
 
 
@@ -313,3 +346,46 @@ def test_the_default_time_limit_follows_the_last_measured_time() -> None:
     for bad in (0, -3, "soon", True):
         with pytest.raises(ValueError, match=r"book/x: front matter labcode\.timeout must be a positive number"):
             chapter_timeout({"labcode": {"timeout": bad}}, "book/x")
+
+
+def build_script(book: Path, *args: str) -> subprocess.CompletedProcess:
+    """``scripts/build_book.py`` (what ``scripts/build-book.sh`` runs) on the fixture book; no process survives."""
+    marker = f"fault-{uuid.uuid4().hex}"
+    env = {"PATH": str(JB.parent) + ":/usr/bin:/bin", "HOME": str(Path.home()), "LABCODE_DEVICE": "cpu",
+           "PYTHONPATH": str(ROOT / "src"), "LABCODE_BUILD_WORKERS": "2", "FAULT_TEST_MARKER": marker}
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--book", book.name, *args],
+                         cwd=book.parent, env=env, capture_output=True, text=True, timeout=300)
+    assert_no_leftovers(marker)
+    return run
+
+
+def test_the_log_is_one_line_per_chapter_unless_asked_for_more(book: Path) -> None:
+    edit(book / "steady.md", "import time\n", "import time  # edited\n")
+    edit(book / "calm.md", "data = torch.arange", "# edited\ndata = torch.arange")
+    quiet = build_script(book)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert quiet.stdout == ""
+    lines = quiet.stderr.splitlines()
+    patterns = [r"labcode_build: executing 2 chapter\(s\) with 2 worker\(s\)",
+                r"labcode_build: \[1/2, \d+ s\] (calm|steady): \d+\.\d s on CPU",
+                r"labcode_build: \[2/2, \d+ s\] (calm|steady): \d+\.\d s on CPU",
+                r"labcode_build: executed 2 chapter\(s\) in \d+\.\d s",
+                r"the build succeeded in \d+ s \(the whole log: book/_build/build\.log\)"]
+    assert len(lines) == len(patterns) and all(re.fullmatch(p, line) for p, line in zip(patterns, lines, strict=True)), lines
+    assert f"jupyter-book build {book} -W -n --keep-going -q" in (book / "_build" / "build.log").read_text()
+    edit(book / "steady.md", "import time  # edited\n", "import time  # edited again\n")
+    verbose = build_script(book, "-v")
+    assert verbose.returncode == 0 and "reading sources" in verbose.stdout and "NbParserConfig" in verbose.stdout
+
+
+def test_an_error_in_the_build_is_one_line_not_a_traceback(book: Path) -> None:
+    edit(book / "steady.md", "kernelspec:", "labcode:\n  device: tpu\nkernelspec:")
+    run = build_script(book)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert output.count("error: ValueError: steady: front matter labcode.device must be one of ('cpu', 'cuda'), "
+                        "got 'tpu'") == 1
+    for noise in ("Traceback", "Please also report", "The above exception", "RuntimeError", "====="):
+        assert noise not in output
+    assert "Traceback (most recent call last)" in (book / "_build" / "build.log").read_text()
+    assert "the whole log, with every traceback: book/_build/build.log" in run.stderr

@@ -45,7 +45,8 @@ that a plain ``jupyter-book build .`` uses it:
 7. serialises builds in one checkout and recovers from damaged state
    (``safety``): a second build waits for the first (``_build/.labcode-build.lock``);
    an unreadable execution cache or model store is moved aside, named, and
-   rebuilt.
+   rebuilt; a build that does not succeed puts the last good site, doctrees
+   and executed notebooks back (its own pages are kept in ``<site>.failed``).
 
 Environment: ``LABCODE_BUILD_WORKERS`` sets the number of parallel
 executions (default: the number of cores; 1 = serial);
@@ -71,9 +72,11 @@ from pathlib import Path
 
 from sphinx.application import Sphinx
 
+from . import archive
 from .execution import (
     TIMEOUT_FACTOR,
     TIMEOUT_FLOOR,
+    on_build_finished_failures,
     on_builder_inited,
     on_doctree_read,
     on_env_before_read_docs,
@@ -82,16 +85,19 @@ from .execution import (
 )
 from .fingerprints import FINGERPRINTED, SOURCE
 from .report import ExecutionReport, glued_values, on_build_finished
-from .safety import acquire_build_lock
+from .safety import acquire_build_lock, outputs_succeeded, protect_outputs
 
 __all__ = ["glued_values", "setup"]
 
 
 def setup(app: Sphinx) -> dict:
-    acquire_build_lock(Path(app.doctreedir).parent)   # before Sphinx loads its saved environment
+    build_dir = Path(app.doctreedir).parent
+    acquire_build_lock(build_dir)   # before Sphinx loads its saved environment
+    protect_outputs(build_dir, [Path(app.outdir), Path(app.doctreedir), build_dir / "jupyter_execute"])
     patch_mystnb()
     app.add_config_value("labcode_timeout_factor", TIMEOUT_FACTOR, "")
     app.add_config_value("labcode_timeout_floor", TIMEOUT_FLOOR, "")
+    app.add_config_value("labcode_results_limit_mb", archive.LIMIT_MB, "")
     app.add_config_value("labcode_fingerprint", FINGERPRINTED, "env")
     app.add_config_value("labcode_source", SOURCE, "env")
     app.connect("builder-inited", on_builder_inited, priority=900)   # after myst-nb's config
@@ -99,5 +105,18 @@ def setup(app: Sphinx) -> dict:
     app.connect("env-before-read-docs", on_env_before_read_docs, priority=900)
     app.connect("doctree-read", on_doctree_read)
     app.connect("build-finished", on_build_finished)
+    app.connect("build-finished", on_build_finished_failures, priority=800)
+    app.connect("build-finished", _keep_outputs_if_good, priority=900)
     app.add_directive("execution-report", ExecutionReport)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
+
+
+def _keep_outputs_if_good(app: Sphinx, exception: Exception | None) -> None:
+    """A build without an exception, and without warnings when they are errors (-W), keeps its outputs.
+
+    With ``-W --keep-going`` Sphinx 7.4 sets ``keep_going`` (not ``warningiserror``) and fails the build at the
+    end when its private warning count ``_warncount`` is not zero; this reads the same two attributes.
+    """
+    warnings_fail = app.warningiserror or app.keep_going
+    if exception is None and not (warnings_fail and app._warncount):
+        outputs_succeeded(Path(app.outdir))

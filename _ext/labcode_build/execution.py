@@ -26,7 +26,7 @@ from pathlib import Path
 from sphinx.application import Sphinx
 from sphinx.util import logging
 
-from . import worker
+from . import archive, worker
 from .fingerprints import (
     DEVICE_ENV,
     STAMP,
@@ -47,7 +47,8 @@ from .paths import (
     notebook_docs,
     root,
 )
-from .safety import check_execution_cache, check_model_store, move_aside, report_store_events
+from .report import Ticker, failure_location, report_failure
+from .safety import check_execution_cache, check_model_store, move_aside, notice, report_store_events
 
 LOGGER = logging.getLogger(__name__)
 
@@ -75,7 +76,11 @@ def on_builder_inited(app: Sphinx) -> None:
     if app.labcode_stale and cache.exists():
         LOGGER.info("requirements or device changed: clearing the execution cache")
         from jupyter_cache import get_cache
-        get_cache(str(cache)).clear_cache()
+        jcache = get_cache(str(cache))
+        deps = load_deps(app)
+        for record in jcache.list_cache_records():
+            _archive_record(app, jcache, record, deps.get(_record_doc(app, record) or ""))
+        jcache.clear_cache()
         deps_path(app).unlink(missing_ok=True)
         shutil.rmtree(models, ignore_errors=True)
         return
@@ -100,7 +105,7 @@ def patch_mystnb() -> None:
             return original(self)
         import nbformat
         self._notebook = nbformat.reads(failure["notebook"], as_version=4)
-        self.logger.warning(f"{failure['doc']}, {failure['message']}", subtype="exec", line=failure["line"])
+        LOGGER.warning(failure["message"], location=failure_location(failure), type="mystnb", subtype="exec")
         self.exec_metadata = {"mtime": time.time(), "runtime": None, "method": self.nb_config.execution_mode,
                               "succeeded": False, "error": failure["message"], "traceback": failure["traceback"]}
 
@@ -117,22 +122,45 @@ def _drop_stale_chapters(app: Sphinx) -> None:
     cache = get_cache(str(cache_path(app)))
     deps = load_deps(app)
     source = root(app) / app.config.labcode_source
-    srcdir = Path(app.srcdir).resolve()
     for record in cache.list_cache_records():
-        try:
-            doc = str(Path(record.uri).resolve().relative_to(srcdir).with_suffix(""))
-        except ValueError:      # a notebook outside this book: not ours to keep
-            doc = None
+        doc = _record_doc(app, record)
         entry = deps.get(doc or "")
         path = Path(record.uri)
         device = kernel_device(chapter_device(front_matter(path), doc or record.uri)) if path.is_file() else ""
         if entry and modules_fingerprint(app.labcode_fingerprint, source, entry["modules"], device) == entry["fingerprint"]:
             continue
+        _archive_record(app, cache, record, entry)
         cache.remove_cache(record.pk)
         if doc is not None:
             app.labcode_stale_docs.add(doc)
             LOGGER.info(f"labcode_build: {doc} imports changed labcode modules or chose another device: "
-                        "it will execute again")
+                        "its execution is set aside (archived) and it executes again unless one matches")
+
+
+def _record_doc(app: Sphinx, record) -> str | None:
+    """The page a cache record belongs to (``book/kl``), or ``None`` for a notebook outside this book."""
+    try:
+        return str(Path(record.uri).resolve().relative_to(Path(app.srcdir).resolve()).with_suffix(""))
+    except ValueError:
+        return None
+
+
+def archive_path(app: Sphinx) -> Path:
+    return cache_path(app).parent / archive.ARCHIVE
+
+
+def _archive_record(app: Sphinx, cache, record, entry: dict | None) -> None:
+    """Keep a cache record that is about to go, with the imports and fingerprint it was executed with."""
+    if not entry:
+        return
+    try:
+        bundle = cache.get_cache_bundle(record.pk)
+    except Exception:
+        return
+    import nbformat
+    archive.keep(archive_path(app), record.hashkey, {"modules": entry["modules"], "fingerprint": entry["fingerprint"],
+                                                     "data": dict(record.data or {})},
+                 nbformat.writes(bundle.nb))
 
 
 def on_env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
@@ -244,17 +272,34 @@ def _cell_line(notebook, cell: int | None) -> int | None:
     return source_map[cell] if cell is not None and 0 <= cell < len(source_map) else None
 
 
+def _source_start(path: str, fence: int | None, first: str) -> int | None:
+    """The line of the ``.md`` file holding a cell's first source line (after its fence and options)."""
+    if fence is None:
+        return None
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return next((i + 1 for i in range(fence, min(len(lines), fence + 40)) if lines[i] == first), None)
+
+
 def _failure(running: _Running, message: str, cell: int | None, notebook_json: str | None,
-             traceback: str) -> dict:
-    """What myst-nb renders and reports for a chapter that failed: ``code cell N (line L): message``."""
+             traceback: str, cell_line: int | None = None) -> dict:
+    """What the build reports, and myst-nb renders, for a chapter that failed: the ``.md`` line of the statement
+    that raised (else of the cell), ``code cell N[, hidden: tag]: message``, the cell's source."""
     import nbformat
     line = _cell_line(running.notebook, cell)
+    source, hidden, start = "", "", None
     if cell is None or cell >= len(running.notebook.cells):
         where = "before its first cell"
     else:
         ordinal = sum(c.cell_type == "code" for c in running.notebook.cells[: cell + 1])
-        where = f"code cell {ordinal}" + (f" (line {line})" if line is not None else "")
-    return {"doc": running.doc, "line": line, "message": f"{where}: {message}",
+        source = running.notebook.cells[cell].source
+        tags = running.notebook.cells[cell].metadata.get("tags", [])
+        hidden = next((t for t in tags if t in ("remove-cell", "remove-input", "hide-cell", "hide-input")), "")
+        where = f"code cell {ordinal}" + (f", hidden: {hidden}" if hidden else "")
+        start = _source_start(running.path, line, source.splitlines()[0]) if source.strip() else None
+        if start is not None and cell_line is not None:
+            line = start + cell_line - 1
+    return {"doc": running.doc, "path": running.path, "line": line, "message": f"{where}: {message}",
+            "source": source, "source_start": start, "cell_line": cell_line,
             "notebook": notebook_json or nbformat.writes(running.notebook), "traceback": traceback}
 
 
@@ -272,7 +317,32 @@ def _finish(running: _Running) -> tuple[dict | None, dict | None]:
     if error is None:
         return result, None
     message = f"raised {error['ename']}: {error['evalue']}".strip()
-    return None, _failure(running, message, error["cell"], result["notebook"], error["traceback"] or message)
+    return None, _failure(running, message, error["cell"], result["notebook"], error["traceback"] or message,
+                          error.get("cell_line"))
+
+
+def _save_deps(app: Sphinx, deps: dict) -> None:
+    deps_path(app).parent.mkdir(parents=True, exist_ok=True)
+    deps_path(app).write_text(json.dumps(deps, indent=1, sort_keys=True))
+
+
+def _restore_from_archive(app: Sphinx, cache, doc: str, path: str, notebook, choice: str | None,
+                          deps: dict) -> dict | None:
+    """Put back an archived execution of these cells that is valid for the library as it is now; return it."""
+    import nbformat
+    from jupyter_cache.base import CacheBundleIn
+    source = root(app) / app.config.labcode_source
+    current = getattr(app, "labcode_fingerprint", "")
+    device = kernel_device(choice)
+    _, hashkey = cache.create_hashed_notebook(notebook)
+    entry = archive.find(archive_path(app), hashkey,
+                         lambda modules, fp: modules_fingerprint(current, source, modules, device) == fp)
+    if entry is None:
+        return None
+    cache.cache_notebook_bundle(CacheBundleIn(nbformat.reads(entry["notebook"], as_version=4), path,
+                                              data=entry["data"]), check_validity=False, overwrite=True)
+    deps[doc] = {"modules": entry["modules"], "fingerprint": entry["fingerprint"]}
+    return entry
 
 
 def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
@@ -295,7 +365,8 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
     history = _load_json(history_path)
     failed_path = Path(nb_config.execution_cache_path) / FAILED_RECORD
     failed_record = _load_json(failed_path)
-    todo = []
+    deps = load_deps(app)
+    todo, restored, restored_devices = [], [], {}
     for doc in notebook_docs(app, docnames):
         path = env.doc2path(doc)
         text = Path(path).read_text(encoding="utf-8")
@@ -305,22 +376,35 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
             cache.match_cache_notebook(notebook)
             failed_record.pop(doc, None)
         except KeyError:
+            choice = chapter_device(notebook.metadata, doc)
+            entry = _restore_from_archive(app, cache, doc, str(path), notebook, choice, deps)
+            if entry is not None:
+                restored.append(doc)
+                restored_devices[doc] = entry["data"].get("device", "")
+                failed_record.pop(doc, None)
+                continue
             limit, why = time_limit(app, doc, notebook.metadata, history)
-            todo.append((doc, str(path), notebook, chapter_device(notebook.metadata, doc), limit, why))
+            todo.append((doc, str(path), notebook, choice, limit, why))
     log_path = Path(nb_config.execution_cache_path) / REPORT_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if restored:
+        notice(f"{len(restored)} chapter(s) found executed for this state of labcode, not executed again: "
+               + ", ".join(restored))
     if not todo:
         LOGGER.info("labcode_build: every notebook is served by the cache (0 executed)")
-        log_path.write_text(json.dumps({"executed": [], "wall_seconds": 0.0, "workers": 0, "failed": []}))
+        log_path.write_text(json.dumps({"executed": [], "restored": restored, "wall_seconds": 0.0, "workers": 0,
+                                        "failed": [], "devices": restored_devices}))
         failed_path.write_text(json.dumps(failed_record, indent=1, sort_keys=True))
+        _save_deps(app, deps)
         return
     # longest first: with one process per core, the longest chapter must not start last
     todo.sort(key=lambda item: -_expected_seconds(item[0], Path(item[1]).read_text(encoding="utf-8"), history))
     override = os.environ.get(DEVICE_ENV, "").strip()
     workers = max(1, min(len(todo), int(os.environ.get("LABCODE_BUILD_WORKERS", os.cpu_count() or 1))))
-    LOGGER.info(f"labcode_build: executing {len(todo)} notebook(s) with {workers} worker(s)")
+    notice(f"executing {len(todo)} chapter(s) with {workers} worker(s)")
+    ticker = Ticker(len(todo))
     start = time.perf_counter()
-    log, deps = {}, load_deps(app)
+    log = {}
     source = root(app) / app.config.labcode_source
     queue, running, jobdirs = list(todo), {}, []
     try:
@@ -330,6 +414,7 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
                 running[doc] = _start(doc, path, notebook, choice, limit, why, nb_config)
                 jobdirs.append(running[doc].jobdir)
             time.sleep(0.1)
+            ticker.tick(sorted(running))
             for doc, job in list(running.items()):
                 if job.proc.poll() is None:
                     if job.limit is not None and time.monotonic() - job.started > job.limit:
@@ -339,7 +424,7 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
                         failure["traceback"] = failure["message"]
                         FAILED[str(Path(job.path).resolve())] = failure
                         failed_record[doc] = failure["message"]
-                        LOGGER.info(f"labcode_build: {doc} stopped after {job.limit:g} s")
+                        ticker.line(report_failure(failure))
                         del running[doc]
                     continue
                 del running[doc]
@@ -347,22 +432,24 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
                 if failure is not None:
                     FAILED[str(Path(job.path).resolve())] = failure
                     failed_record[doc] = failure["message"]
-                    LOGGER.info(f"labcode_build: {doc} failed ({failure['message']})")
+                    ticker.line(report_failure(failure))
                     continue
                 failed_record.pop(doc, None)
                 device = result["device"]
                 if job.choice is not None and not override:
                     device = f"{device} (chapter's choice)"
-                cache.cache_notebook_bundle(
-                    CacheBundleIn(nbformat.reads(result["notebook"], as_version=4), job.path,
-                                  data={"execution_seconds": result["seconds"], "device": device}),
+                data = {"execution_seconds": result["seconds"], "device": device}
+                record = cache.cache_notebook_bundle(
+                    CacheBundleIn(nbformat.reads(result["notebook"], as_version=4), job.path, data=data),
                     check_validity=False, overwrite=True)
                 log[doc] = {"seconds": result["seconds"], "device": device}
                 deps[doc] = {"modules": result["modules"],
                              "fingerprint": modules_fingerprint(getattr(app, "labcode_fingerprint", ""), source,
                                                                 result["modules"], kernel_device(job.choice))}
-                LOGGER.info(f"labcode_build: executed {doc} in {result['seconds']:.1f} s on {device}")
+                archive.keep(archive_path(app), record.hashkey, {**deps[doc], "data": data}, result["notebook"])
+                ticker.line(f"{doc}: {result['seconds']:.1f} s on {device}")
     finally:   # normal end, an error, or Ctrl-C: no worker or kernel outlives this loop
+        ticker.clear()
         for job in running.values():
             job.stop()
         for jobdir in jobdirs:
@@ -371,14 +458,17 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
             app.labcode_store_events = report_store_events(app.labcode_store, app.labcode_store_events)
     wall = time.perf_counter() - start
     history.update({doc: entry["seconds"] for doc, entry in log.items()})
-    deps_path(app).parent.mkdir(parents=True, exist_ok=True)
-    deps_path(app).write_text(json.dumps(deps, indent=1, sort_keys=True))
+    _save_deps(app, deps)
     history_path.write_text(json.dumps(history, indent=1, sort_keys=True))
+    archive.evict(archive_path(app), app.config.labcode_results_limit_mb)
     failed_path.write_text(json.dumps(failed_record, indent=1, sort_keys=True))
-    LOGGER.info(f"labcode_build: executed {len(log)} notebook(s) in {wall:.1f} s wall time")
-    log_path.write_text(json.dumps({"executed": sorted(log), "wall_seconds": wall, "workers": workers,
+    failed = len(todo) - len(log)
+    notice(f"executed {len(log)} chapter(s) in {wall:.1f} s" + (f"; {failed} failed" if failed else ""))
+    log_path.write_text(json.dumps({"executed": sorted(log), "restored": restored, "wall_seconds": wall,
+                                    "workers": workers,
                                     "failed": sorted(d for d, _, _, _, _, _ in todo if d not in log),
-                                    "devices": {doc: entry["device"] for doc, entry in sorted(log.items())}}))
+                                    "devices": {**restored_devices,
+                                                **{doc: entry["device"] for doc, entry in sorted(log.items())}}}))
 
 
 def on_doctree_read(app: Sphinx, doctree) -> None:
@@ -399,3 +489,12 @@ def on_doctree_read(app: Sphinx, doctree) -> None:
     except KeyError:
         return
     nbformat.write(merged, path)
+
+
+def on_build_finished_failures(app: Sphinx, exception: Exception | None) -> None:
+    """At the end of the log: every chapter that failed in this build, one line each (the first report scrolled
+    away behind Sphinx's output)."""
+    failures = sorted(FAILED.values(), key=lambda f: f["doc"])
+    if failures:
+        notice(f"{len(failures)} chapter(s) failed:\n" + "\n".join(f"  {failure_location(f)}: {f['message']}"
+                                                                    for f in failures))

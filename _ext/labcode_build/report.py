@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+import time
 from pathlib import Path
 
 from docutils import nodes
@@ -94,3 +97,70 @@ def _table(header: list[str], rows: list[tuple[str, str, str]], here: str) -> no
                           nodes.entry("", nodes.paragraph(text=seconds)),
                           nodes.entry("", nodes.paragraph(text=device)))
     return table
+
+
+def failure_location(failure: dict) -> str:
+    """``book/<chapter>.md:<line>`` of a failed chapter's cell: relative to the folder the build runs in."""
+    path = os.path.relpath(failure["path"])
+    if path.startswith(".."):
+        path = failure["path"]
+    return f"{path}:{failure['line']}" if failure.get("line") else path
+
+
+def report_failure(failure: dict, before: int = 8, after: int = 3) -> str:
+    """What an instructor needs first: where (file and line), what (the exception) and the cell's source around
+    the statement that raised (marked ``>``), numbered with the lines of the ``.md`` file."""
+    lines = [f"FAILED {failure_location(failure)}: {failure['message']}"]
+    source = failure.get("source", "").splitlines()
+    if not source:
+        return lines[0]
+    start, at = failure.get("source_start"), failure.get("cell_line")
+    low = max(0, (at or 1) - 1 - before) if at else 0
+    high = min(len(source), (at or 0) + after) if at else min(len(source), before + after + 1)
+    width = len(str((start or 0) + high))
+    if low:
+        lines.append(f"      {' ' * width} | … ({low} lines above)")
+    for index in range(low, high):
+        label = str(start + index).rjust(width) if start else " " * width
+        mark = ">" if at is not None and index == at - 1 else " "
+        lines.append(f"    {mark} {label} | {source[index]}")
+    if high < len(source):
+        lines.append(f"      {' ' * width} | … ({len(source) - high} more lines)")
+    return "\n".join(lines)
+
+
+class Ticker:
+    """Progress while chapters execute: one line per finished chapter, ``[done/total, elapsed]``; on a terminal
+    (or with ``LABCODE_PROGRESS=1``) also a status line, redrawn in place, naming the chapters running."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.start = total, 0, time.monotonic()
+        self.live = sys.stderr.isatty() or os.environ.get("LABCODE_PROGRESS") == "1"
+        self.drawn = 0
+        self.last = 0.0
+
+    def _prefix(self) -> str:
+        return f"[{self.done}/{self.total}, {time.monotonic() - self.start:.0f} s]"
+
+    def clear(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\r" + " " * self.drawn + "\r")
+            sys.stderr.flush()
+            self.drawn = 0
+
+    def line(self, text: str) -> None:
+        """A chapter finished (or failed): one line (the first of ``text``'s) with the progress prefix."""
+        self.clear()
+        self.done += 1
+        head, *rest = text.splitlines()
+        print("\n".join([f"labcode_build: {self._prefix()} {head}", *rest]), file=sys.stderr, flush=True)
+
+    def tick(self, running: list[str]) -> None:
+        if not self.live or time.monotonic() - self.last < 1.0:
+            return
+        self.last = time.monotonic()
+        status = f"labcode_build: {self._prefix()} running {', '.join(running)}"[:150]
+        self.clear()
+        sys.stderr.write(status)
+        sys.stderr.flush()
+        self.drawn = len(status)

@@ -12,6 +12,9 @@
   be; unreadable JSON beside the cache) is moved aside to ``<name>.damaged-<time>`` and kept for
   inspection, with a notice naming both paths, and the build goes on from a clean state.
 
+- :func:`protect_outputs`: a build that does not succeed leaves the last good site in place (its own
+  pages go to ``<site>.failed``), never pages with blanks where glued numbers were.
+
 Notices go to stderr, not through Sphinx's warnings: a recovered fault is worth telling, but it must
 not fail a ``-W`` build that then rebuilds correctly.
 """
@@ -22,7 +25,9 @@ import atexit
 import fcntl
 import json
 import os
+import shutil
 import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -208,3 +213,71 @@ def report_store_events(store: Path, since: int) -> int:
         if line.strip():
             notice(f"warning: model store: {line.strip()}")
     return end
+
+
+#: beside the outputs: a copy of the last good build's pages, doctrees and executed notebooks, taken when a
+#: build starts and put back when it does not succeed
+LAST_GOOD = ".last-good"
+_STAGING: dict[str, object] = {}
+
+
+def _copy(source: Path, target: Path) -> None:
+    try:
+        subprocess.run(["cp", "-a", str(source), str(target)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        shutil.copytree(source, target, symlinks=True)
+
+
+def protect_outputs(build_dir: Path, outputs: list[Path]) -> None:
+    """Keep the last good build: copy ``outputs`` (the site, the doctrees, the executed notebooks) aside now, and
+    put the copy back when this process ends without :func:`outputs_succeeded` (a failed build, an exception,
+    Ctrl-C). The failed build's site is kept in ``<site>.failed`` for inspection.
+
+    A copy left by a build that was killed (no chance to restore) is restored first: the outputs it protected
+    may be half written.
+    """
+    keep = build_dir / LAST_GOOD
+    if keep.is_dir() and any(keep.iterdir()):
+        notice(f"a previous build was interrupted: restoring its last good outputs from {keep}")
+        _restore(keep, outputs, failed_site=None)
+    shutil.rmtree(keep, ignore_errors=True)
+    present = [path for path in outputs if path.is_dir()]
+    if not present or not (outputs[0].is_dir() and any(outputs[0].iterdir())):
+        return                          # nothing good to protect yet (a first build)
+    keep.mkdir(parents=True)
+    for path in present:
+        _copy(path, keep / path.name)
+    _STAGING.update(keep=keep, outputs=outputs, done=False)
+    atexit.register(_restore_unless_done)
+
+
+def outputs_succeeded(site: Path) -> None:
+    """The build succeeded: its outputs stay; the copy of the previous ones and an older failed site go."""
+    shutil.rmtree(site.with_name(site.name + ".failed"), ignore_errors=True)
+    if _STAGING and not _STAGING["done"]:
+        _STAGING["done"] = True
+        shutil.rmtree(_STAGING["keep"], ignore_errors=True)
+
+
+def _restore_unless_done() -> None:
+    if _STAGING and not _STAGING["done"]:
+        _STAGING["done"] = True
+        site = _STAGING["outputs"][0]
+        _restore(_STAGING["keep"], _STAGING["outputs"], failed_site=site.with_name(site.name + ".failed"))
+        notice(f"the build did not succeed: {site} still holds the last good build; "
+               f"the failed build's pages are in {site.name}.failed")
+
+
+def _restore(keep: Path, outputs: list[Path], failed_site: Path | None) -> None:
+    for index, path in enumerate(outputs):
+        saved = keep / path.name
+        if not saved.is_dir():
+            continue
+        if path.exists():
+            if index == 0 and failed_site is not None:
+                shutil.rmtree(failed_site, ignore_errors=True)
+                os.replace(path, failed_site)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+        os.replace(saved, path)
+    shutil.rmtree(keep, ignore_errors=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -66,12 +67,20 @@ def _on_term(signum, frame) -> None:
     os._exit(128 + signum)
 
 
+#: IPython names the failing statement's line in the cell: "Cell In[4], line 20"
+CELL_LINE = re.compile(r"Cell In\[\d*\], line (\d+)")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def failing_cell(nb) -> dict | None:
-    """The first code cell with an error output: its index and the exception's name and message."""
+    """The first code cell with an error output: its index, the exception's name and message, and the line of
+    the cell (1-based) that raised, when IPython's traceback names it."""
     for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
             if output.get("output_type") == "error":
-                return {"cell": index, "ename": output.get("ename", ""), "evalue": output.get("evalue", "")}
+                found = CELL_LINE.search(ANSI.sub("", "\n".join(output.get("traceback", []))))
+                return {"cell": index, "ename": output.get("ename", ""), "evalue": output.get("evalue", ""),
+                        "cell_line": int(found.group(1)) if found else None}
     return None
 
 

@@ -3,14 +3,16 @@
 A SUBMISSION is a ``.ipynb`` notebook, a MyST ``.md`` notebook, a ``.py``
 module, or a folder: every file under it is a submission (hidden files and
 folders, such as ``.ipynb_checkpoints``, and ``__pycache__`` are skipped; a file
-of another type gets a row with the status ``not-a-notebook``). Each one is
-graded by :func:`labcode.lab.sandbox.grade_submission`, in a worker process of
-its own with a wall-clock limit (``--timeout``) and a memory limit
-(``--memory``); ``--jobs`` submissions at once.
+of another type, or a link to a folder, which is not followed, gets a row with
+the status ``not-a-notebook``). Each one is graded by
+:func:`labcode.lab.sandbox.grade_submission`, in a worker process of its own
+with a wall-clock limit (``--timeout``) and a memory limit (``--memory``);
+``--jobs`` submissions at once.
 
-One file and neither ``--csv`` nor ``--reports``: the grading table is printed
-(after a status line when the status is not ``graded``) and the exit status is
-0 only if all eleven checks pass, 1 otherwise.
+One path that is not a folder and neither ``--csv`` nor ``--reports``: the
+grading table is printed (after a status line when the status is not
+``graded``) and the exit status is 0 only if all eleven checks pass, 1
+otherwise.
 
 Otherwise (a batch): every submission ends in one row of the CSV
 (:data:`CSV_COLUMNS`: the path, ``pass``/``fail`` per checklist function, the
@@ -19,9 +21,14 @@ sorted by path, and in one report file (the table with the path, status,
 reason and time) in the reports folder: ``--reports DIR``, by default the CSV's
 path without its suffix (``grades.csv`` -> ``grades/``), named after the
 submission's path below the submissions' common folder (``alice/lab3.ipynb`` ->
-``alice__lab3.ipynb.txt``). Both are written by the grader after every worker
-has ended; nothing a submission prints reaches them. A one-line summary per
-submission goes to the standard output and progress to the standard error.
+``alice__lab3.ipynb.txt``; a name that is too long, or that two submissions
+would share, is cut and given a hash of the path: :func:`report_names`). Both
+are written by the grader after every worker has ended; nothing a submission
+prints reaches them. A one-line summary per submission goes to the standard
+output and progress to the standard error. Every path and reason in them is
+one printable line: a line break, a terminal escape or an undecodable byte of
+a file name is written as a backslash escape
+(:func:`labcode.lab.runner.printable`).
 The exit status is 0 when every submission has its row, 1 when the grader
 itself failed on some (status ``error``: grade those again), 2 on a usage
 error (an option out of range, a path that does not exist, a folder without
@@ -32,10 +39,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import os
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -44,7 +53,7 @@ import torch
 
 from .checklist import CHECKLIST
 from .checks import CHECKS
-from .runner import Result
+from .runner import Result, printable
 from .sandbox import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT,
@@ -54,6 +63,9 @@ from .sandbox import (
     kill_all_workers,
 )
 
+#: the longest report file name before ``.txt``, in bytes (file systems allow 255)
+MAX_REPORT_NAME_BYTES = 200
+
 #: the CSV's header: the submission's path, one pass/fail column per checklist function, the score, the status
 #: and the reason
 CSV_COLUMNS = ("submission", *(item.name for item in CHECKLIST), "score", "status", "reason")
@@ -62,14 +74,15 @@ CSV_COLUMNS = ("submission", *(item.name for item in CHECKLIST), "score", "statu
 def collect_submissions(paths: Iterable[str | Path]) -> list[Path]:
     """The submission files named by ``paths`` (files, or folders searched recursively), each once, sorted.
 
-    ``FileNotFoundError`` names a path that does not exist.
+    A link to a folder inside a folder is not followed (it may loop) but is listed, so that it gets a row
+    (``not-a-notebook``) rather than vanish. ``FileNotFoundError`` names a path that does not exist.
     """
     found: dict[Path, Path] = {}
     if isinstance(paths, (str, Path)):
         raise TypeError("paths must be a list of paths, not one path")
     for path in map(Path, paths):
         if path.is_dir():
-            files = [p for p in path.rglob("*") if not p.is_dir()
+            files = [p for p in path.rglob("*") if (p.is_symlink() or not p.is_dir())          # a link: not followed
                      and not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(path).parts)]
         elif path.exists():
             files = [path]
@@ -124,12 +137,13 @@ def grade_class(paths: Iterable[Path], *, jobs: int = 1, timeout: float = DEFAUL
 
 
 def csv_row(graded: Graded) -> list[str]:
-    """The CSV row of one submission (:data:`CSV_COLUMNS`)."""
+    """The CSV row of one submission (:data:`CSV_COLUMNS`); the path and the reason are
+    :func:`~labcode.lab.runner.printable` (a file name's line break or undecodable byte as a backslash escape)."""
     if not isinstance(graded, Graded):
         raise TypeError(f"graded must be a Graded, got {type(graded).__name__}")
     passed = {r.name: r.passed for r in graded.results}
-    return [str(graded.path), *("pass" if passed.get(item.name) else "fail" for item in CHECKLIST),
-            str(graded.score), graded.status, graded.reason]
+    return [printable(str(graded.path)), *("pass" if passed.get(item.name) else "fail" for item in CHECKLIST),
+            str(graded.score), graded.status, printable(graded.reason)]
 
 
 def write_csv(graded: Iterable[Graded], path: str | Path) -> None:
@@ -146,14 +160,30 @@ def write_csv(graded: Iterable[Graded], path: str | Path) -> None:
 
 
 def report_names(paths: list[Path]) -> dict[Path, str]:
-    """A report file name per submission: its path below the submissions' common folder, ``/`` replaced by ``__``,
-    then ``.txt``."""
+    """A report file name per submission: its path (as given, links not resolved) below the submissions' common
+    folder, ``/`` replaced by ``__``, :func:`~labcode.lab.runner.printable`, then ``.txt``.
+
+    A name over :data:`MAX_REPORT_NAME_BYTES`, or one that two paths share
+    (``a/b.py`` and ``a__b.py``; ``A.py`` and ``a.py`` on a file system that
+    ignores case) is cut and gets ``~`` and a hash of its path instead, so that
+    every submission has a report of its own.
+    """
     if not all(isinstance(p, Path) for p in paths):
         raise TypeError("paths must be pathlib.Path objects")
     if not paths:
         return {}
-    root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
-    return {p: "__".join(p.resolve().relative_to(root).parts) + ".txt" for p in paths}
+    absolute = {p: os.path.abspath(p) for p in paths}
+    root = os.path.commonpath([os.path.dirname(a) for a in absolute.values()])
+    names = {p: printable(os.path.relpath(a, root).replace(os.sep, "__")) for p, a in absolute.items()}
+    shared = Counter(name.casefold() for name in names.values())
+
+    def unique(path: Path, name: str) -> str:
+        if shared[name.casefold()] == 1 and len(name.encode()) <= MAX_REPORT_NAME_BYTES:
+            return name + ".txt"
+        digest = hashlib.sha256(os.fsencode(absolute[path])).hexdigest()[:12]
+        return name.encode()[:MAX_REPORT_NAME_BYTES - 20].decode("utf-8", "ignore") + f"~{digest}.txt"
+
+    return {p: unique(p, name) for p, name in names.items()}
 
 
 def write_reports(graded: list[Graded], directory: str | Path) -> list[Path]:
@@ -213,16 +243,16 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no files in " + ", ".join(map(str, args.submissions)), file=sys.stderr)
         return 2
     torch.set_num_threads(1)
-    if len(args.submissions) == 1 and args.submissions[0].is_file() and args.csv is None and args.reports is None:
+    if len(args.submissions) == 1 and not args.submissions[0].is_dir() and args.csv is None and args.reports is None:
         graded = _safe_grade(paths[0], args.timeout, args.memory)
         if graded.status == "error":
-            print(f"error: {graded.reason}", file=sys.stderr)
+            print(f"error: {printable(graded.reason)}", file=sys.stderr)
             return 2
         print(format_graded(graded))
         return 0 if graded.score == len(CHECKLIST) else 1
 
     def progress(g: Graded, done: int, total: int) -> None:
-        print(f"[{done}/{total}] {g.path}: {g.score}/{len(CHECKLIST)} {g.status} ({g.seconds:.1f} s)",
+        print(f"[{done}/{total}] {printable(str(g.path))}: {g.score}/{len(CHECKLIST)} {g.status} ({g.seconds:.1f} s)",
               file=sys.stderr, flush=True)
 
     try:
@@ -235,9 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         write_csv(graded, args.csv)
     if reports is not None:
         write_reports(graded, reports)
-    width = max(len(str(g.path)) for g in graded)
-    for g in graded:
-        print(f"{str(g.path).ljust(width)}  {g.score:>2}/{len(CHECKLIST)}  {g.status}" + (f"  {g.reason}" if g.reason else ""))
+    rows = [csv_row(g) for g in graded]                   # the path and the reason as printable text
+    width = max(len(row[0]) for row in rows)
+    for g, row in zip(graded, rows, strict=True):
+        print(f"{row[0].ljust(width)}  {g.score:>2}/{len(CHECKLIST)}  {g.status}" + (f"  {row[-1]}" if row[-1] else ""))
     written = [f"grades in {args.csv}"] if args.csv else []
     written += [f"reports in {reports}/"] if reports else []
     if written:

@@ -10,13 +10,19 @@ may use).
 - Worker → grader: a dict written with ``torch.save`` and read with
   ``torch.load(..., weights_only=True)``, the safe unpickler that rebuilds
   tensors, numbers, strings, ``None``, lists, tuples and dicts and nothing
-  else: a reply cannot run code in the grader. :func:`sendable` converts what
+  else: a reply cannot run code in the grader. Before that, :func:`check_archive`
+  bounds what reading it costs: an archive of uncompressed entries only
+  (torch would inflate a compressed one, a thousand times its size) whose
+  pickle is at most :data:`MAX_STRUCTURE_BYTES` (the unpickler is Python, about
+  a second per megabyte). :func:`sendable` converts what
   a student's function returns into those types in the worker (a ``Mapping``
   becomes a dict, a tensor a detached copy that keeps its ``requires_grad``,
   any other object a marker naming its type), and :func:`received` checks the
   reply's size and turns the markers into :class:`Unsendable` instances whose
   class bears the original type's name, so a check's message still says
-  "expected a dict, got Namespace".
+  "expected a dict, got Namespace". :func:`received` also stops after
+  :data:`MAX_VALUES` values, so that a list that holds the same list twice, 40
+  times over (a message of a few hundred bytes), is refused rather than walked.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import re
 import select
 import struct
 import time
+import zipfile
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -39,6 +46,11 @@ from torch import Tensor
 MAX_MESSAGE_BYTES = 64 << 20
 #: how deeply a reply may nest lists, tuples and dicts
 MAX_DEPTH = 32
+#: the largest pickle in a reply (its structure, without the tensors' data), in bytes; a correct submission's is
+#: under 2 kB
+MAX_STRUCTURE_BYTES = 1 << 20
+#: the most values (tensors, numbers, strings, lists, tuples, dicts) a reply may hold, a value held twice counted twice
+MAX_VALUES = 100_000
 
 _HEADER = struct.Struct("<Q")
 _MARKER = "__unsendable__"
@@ -192,10 +204,14 @@ def unsendable_type(name: str) -> type:
     return type(clean, (Unsendable,), {"__module__": "submission"})
 
 
-def received(value: Any, depth: int = 0) -> Any:
+def received(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
     """A decoded reply with its markers turned into :class:`Unsendable` objects; :class:`ReplyError` if it holds
     a tensor larger than :data:`MAX_MESSAGE_BYTES` (a stride-0 view of a small storage), a tensor off the CPU,
-    a type the protocol does not send, or nests deeper than :data:`MAX_DEPTH`."""
+    a type the protocol does not send, more than :data:`MAX_VALUES` values, or nests deeper than :data:`MAX_DEPTH`."""
+    budget = [MAX_VALUES] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ReplyError(f"a reply of over {MAX_VALUES} values")
     if depth > MAX_DEPTH + 2:      # the reply's own dict and the marker's
         raise ReplyError("a reply nested too deeply")
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -209,17 +225,34 @@ def received(value: Any, depth: int = 0) -> Any:
     if isinstance(value, dict):
         if set(value) == {_MARKER} and isinstance(value[_MARKER], str):
             return unsendable_type(value[_MARKER])()
-        return {k: received(v, depth + 1) for k, v in value.items()}
+        return {k: received(v, depth + 1, budget) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        items = [received(v, depth + 1) for v in value]
+        items = [received(v, depth + 1, budget) for v in value]
         return items if isinstance(value, list) else tuple(items)
     raise ReplyError(f"a value of type {type(value).__name__}")
 
 
+def check_archive(data: bytes) -> None:
+    """:class:`ReplyError` unless ``data`` is a torch archive (a zip file) of uncompressed entries whose pickle
+    (``data.pkl``) is at most :data:`MAX_STRUCTURE_BYTES`: then what ``torch.load`` allocates is bounded by the
+    message's size and the time its unpickler takes by the structure's."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, ValueError) as err:
+        raise ReplyError(f"an unreadable reply (not a torch archive: {err})") from err
+    if any(e.compress_type != zipfile.ZIP_STORED or e.file_size > len(data) for e in entries):
+        raise ReplyError("a compressed reply")
+    pickles = [e.file_size for e in entries if e.filename.endswith("/data.pkl")]
+    if len(pickles) != 1 or pickles[0] > MAX_STRUCTURE_BYTES:
+        raise ReplyError(f"a reply whose structure is not one pickle of at most {MAX_STRUCTURE_BYTES >> 20} MB")
+
+
 def decode_reply(data: bytes) -> dict[str, Any]:
-    """The grader's side of :func:`encode_reply`: the safe unpickler, then :func:`received`."""
+    """The grader's side of :func:`encode_reply`: :func:`check_archive`, the safe unpickler, then :func:`received`."""
     if not isinstance(data, bytes):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    check_archive(data)
     try:
         reply = torch.load(io.BytesIO(data), weights_only=True)
     except Exception as err:

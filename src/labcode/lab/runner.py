@@ -2,8 +2,8 @@
 
 A student's file is a notebook (``.ipynb``, or a MyST ``.md`` notebook) or a
 Python module (``.py``). Its code cells run in order in one fresh namespace;
-IPython magics and shell lines (``%...``, ``!...``) are dropped, and a cell
-that raises is recorded and skipped. Then each of the eleven functions of
+a cell that does not compile as written is run without its IPython magics and
+shell lines (``%...``, ``!...``), and a cell that raises is recorded and skipped. Then each of the eleven functions of
 :data:`labcode.lab.checklist.CHECKLIST` is checked **in isolation**: the student's
 function is rebuilt with a copy of the namespace in which the *other* ten
 names are ``labcode``'s reference implementations, so a bug in one function
@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import time
 import types
 from collections.abc import Callable, Iterator, Mapping
@@ -39,6 +40,12 @@ import torch
 
 from .checklist import BY_NAME, CHECKLIST
 from .checks import CHECKS, CheckFailed
+
+#: the most characters kept of an exception's message (a student's message can be any size)
+MAX_MESSAGE_CHARS = 1000
+#: control characters (line breaks and terminal escapes), Unicode line separators and bidirectional overrides, and
+#: lone surrogates (the undecodable bytes of a file name)
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 
 #: set while a notebook's cells run, so that a self-grading cell inside the
 #: notebook does not start a second grading
@@ -110,6 +117,22 @@ def not_a_function(name: str, type_name: str) -> Result:
     return Result(name, False, f"not a function ({type_name})", CHECKS[name][1], f"define {name} with def")
 
 
+def printable(text: str) -> str:
+    """``text`` as one line that is safe in a terminal, a CSV cell or a report: its control characters, line
+    separators, bidirectional overrides and undecodable bytes become backslash escapes (``\\n``, ``\\x1b``,
+    ``\\udce9``)."""
+    return _UNPRINTABLE.sub(lambda match: ascii(match.group())[1:-1], text)
+
+
+def error_message(err: BaseException) -> str:
+    """An exception's message, at most :data:`MAX_MESSAGE_CHARS` characters, or a placeholder when its
+    ``__str__`` fails."""
+    try:
+        return str(err)[:MAX_MESSAGE_CHARS]
+    except Exception:                              # a student's exception whose __str__ fails
+        return "(its message cannot be shown)"
+
+
 def error_name(err: BaseException) -> str:
     """The name of an exception's type; for an exception raised in the grader's worker, the student's type."""
     return getattr(err, "type_name", None) or type(err).__name__
@@ -125,11 +148,11 @@ def check_function(name: str, f: Callable) -> Result:
     except CheckFailed as fail:
         result = Result(name, False, fail.measured, fail.expected, fail.hint)
     except NotImplementedError as err:
-        untouched = str(err) == f"TODO: implement {name}"
-        measured = "not implemented (TODO)" if untouched else f"NotImplementedError: {err}"
+        untouched = error_message(err) == f"TODO: implement {name}"
+        measured = "not implemented (TODO)" if untouched else f"NotImplementedError: {error_message(err)}"
         result = Result(name, False, measured, expected, "replace the TODO body")
     except Exception as err:
-        result = Result(name, False, f"{error_name(err)}: {err}", expected,
+        result = Result(name, False, f"{error_name(err)}: {error_message(err)}", expected,
                         "it raised an error; see the TODO hints: " + BY_NAME[name].hints[0])
     return replace(result, seconds=time.perf_counter() - start)
 
@@ -162,7 +185,7 @@ class CellError:
 
     Attributes:
         index: the cell's number, from 1.
-        error: the exception, ``"Type: message"``.
+        error: the exception, ``"Type: message"`` (the message cut at :data:`MAX_MESSAGE_CHARS`).
         kind: ``"raised"`` (an exception, ``SystemExit`` included), ``"syntax"`` (the cell does not compile)
             or ``"memory"`` (it ran out of memory).
     """
@@ -181,7 +204,7 @@ def code_cells(path: Path) -> list[str]:
     """The code cells of a notebook (``.ipynb``, MyST ``.md``) or module (``.py``, one cell)."""
     suffix = path.suffix.lower()
     if suffix == ".py":
-        return [path.read_text(encoding="utf-8")]
+        return [path.read_text(encoding="utf-8-sig")]
     if suffix == ".ipynb":
         import nbformat
         nb = nbformat.read(path, as_version=4)
@@ -193,9 +216,16 @@ def code_cells(path: Path) -> list[str]:
     return [cell.source for cell in nb.cells if cell.cell_type == "code"]
 
 
-def _strip_magics(source: str) -> str:
-    """Drop IPython magics and shell escapes (lines starting with % or !)."""
-    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+def _compile_cell(source: str, index: int) -> types.CodeType:
+    """The cell's code as written or, if that does not compile, without its IPython magics and shell escapes
+    (lines starting with ``%`` or ``!``: not a continuation line such as ``% n`` in valid Python)."""
+    try:
+        return compile(source, f"<cell {index}>", "exec")
+    except (SyntaxError, ValueError):
+        pass
+    lines = source.split("\n")                     # not splitlines: a form feed or U+2028 is no line break to Python
+    return compile("\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in lines),
+                   f"<cell {index}>", "exec")
 
 
 def run_cells(cells: list[str], *, name: str = "__main__",
@@ -215,9 +245,9 @@ def run_cells(cells: list[str], *, name: str = "__main__",
             if on_cell is not None:
                 on_cell(index)
             try:
-                code = compile(_strip_magics(source), f"<cell {index}>", "exec")
+                code = _compile_cell(source, index)
             except (SyntaxError, ValueError) as err:     # ValueError: a null byte in the source
-                errors.append(CellError(index, f"{type(err).__name__}: {err}", "syntax"))
+                errors.append(CellError(index, f"{type(err).__name__}: {error_message(err)}", "syntax"))
                 continue
             sink = io.StringIO()
             try:
@@ -225,7 +255,7 @@ def run_cells(cells: list[str], *, name: str = "__main__",
                     exec(code, ns)
             except (Exception, SystemExit) as err:   # a cell calling exit() must not end the grading
                 kind = "memory" if is_out_of_memory(err) else "raised"
-                errors.append(CellError(index, f"{type(err).__name__}: {err}", kind))
+                errors.append(CellError(index, f"{type(err).__name__}: {error_message(err)}", kind))
     finally:
         _executing_student_code = False
     return ns, errors
@@ -246,8 +276,12 @@ def grade_path_verbose(path: str | Path) -> tuple[list[Result], list[CellError]]
 
 # --------------------------------------------------------------------------- the report
 
+def _line(text: str) -> str:
+    return printable(" ".join(text.split()))
+
+
 def _clip(text: str, width: int) -> str:
-    text = " ".join(text.split())
+    text = _line(text)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -267,7 +301,7 @@ def format_report(results: list[Result], errors: list[CellError] = ()) -> str:
     for r in results:
         cells = (r.name, "pass" if r.passed else "FAIL", _clip(r.measured, widths[2]), _clip(r.expected, widths[3]))
         row = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
-        lines.append((row + "  " + " ".join(r.hint.split())) if not r.passed else row.rstrip())
+        lines.append((row + "  " + _line(r.hint)) if not r.passed else row.rstrip())
     score = sum(r.passed for r in results)
     lines.append("")
     lines.append(f"Score: {score}/{len(results)}")

@@ -22,14 +22,20 @@ that dies while the cells run fails the whole submission, naming the cell.
 comparisons, the score and the report live in the grader's process, which
 never runs the submission's code and never unpickles anything the worker
 sends except through ``torch.load(weights_only=True)`` (tensors, numbers,
-strings, lists, tuples and dicts, with a size cap). A submission can therefore
-only change the values its own functions return: patching
+strings, lists, tuples and dicts). What reading a reply costs is bounded
+(:mod:`labcode.lab.protocol`: a message of at most 64 MB, stored
+uncompressed, with a pickle of at most 1 MB, 100,000 values and 32 levels of
+nesting; texts cut at about 1,000 characters), and a reply that breaks a rule, forged or not, fails the
+submission as ``crashed``, never as the grader's own ``error``. A submission
+can therefore only change the values its own functions return: patching
 ``labcode.lab.checks``, ``labcode``'s references, ``torch`` functions or
 ``sys.modules``, or printing a fake report, changes the worker only (its
 output goes to ``/dev/null``). ``exit()``, ``os._exit()``, a segfault, an
 endless loop or a memory blow-up in a cell or a function fails that
 submission with a status and a reason, never the batch, and the process exit
-status of single-file grading is 0 only when all eleven checks pass. A call,
+status of single-file grading is 0 only when all eleven checks pass. A file's
+name and a student's exception reach the CSV, the reports and the terminal as
+one printable line each (:func:`~labcode.lab.runner.printable`). A call,
 while function X is being graded, to ``labcode``'s own implementation of X
 (its reference, and for ``compute_elbo``, ``likelihood_given_z`` and
 ``approximate_marginal_likelihood`` the ``labcode`` function it wraps) is caught
@@ -38,16 +44,31 @@ by a tripwire in the worker and fails X with status ``uses-reference``.
 Not guarded:
 
 - the worker runs as the grader's user, with its file system, network and
-  processes: it can read and write that user's files, signal or trace the
-  grader. Grade untrusted submissions in a container or as an unprivileged
-  user with nothing else to lose;
-- a process that leaves the worker's session (``setsid``, a double fork into
-  a new session) survives the kill of the process group; the number of
+  processes: it can read and write that user's files (other submissions
+  before they are graded; a ``.pth`` file in a ``site-packages`` folder that
+  runs code in the next grading), signal or trace the grader. Grade untrusted
+  submissions in a container or as an unprivileged user with nothing else to
+  lose;
+- a process that leaves the worker's process group (``os.setpgid``,
+  ``os.setsid``, as a daemon does) survives the kill of the group, and may
+  rewrite the CSV and the reports after the grader wrote them; the number of
   processes is not limited;
-- the tripwire is in the worker, so a submission can reach the unwrapped
-  reference there (``__wrapped__``, ``importlib.reload``) or copy
-  ``labcode``'s source: neither is detected, and helpers such as
-  ``lc.gaussian_log_density`` are not wrapped;
+- ``--memory`` is ``RLIMIT_DATA``: it caps each process's heap and private
+  mappings, not shared memory (``mmap.mmap(-1, n)``, files in ``/dev/shm``),
+  and each child has a cap of its own; a file may take
+  :data:`~labcode.lab.worker.MAX_FILE_MB` MB, the files together the whole disk;
+- the worker is the submission's process, so all it reports is the
+  submission's to choose: besides its functions' values, the gradients a
+  check asks for (a ``reparameterize`` computed under ``torch.no_grad()``
+  passes if a cell replaces the worker's ``call_with_grad``), the
+  ``requires_grad`` of a result, and the tripwire (a cell can rewrite the
+  worker's replies, reach the unwrapped reference through ``__wrapped__`` or
+  ``importlib.reload``, or copy ``labcode``'s source; helpers such as
+  ``lc.gaussian_log_density`` are not wrapped);
+- the time limit is checked between messages: reading the last reply (its
+  pickle at most 1 MB) can take the grader a second or two past it;
+- the CSV does not defuse formulas: a spreadsheet may take a file name that
+  starts with ``=`` for one;
 - the self-grading cell of the student edition (``grade_namespace(globals())``)
   runs in the student's own kernel: it is feedback, not a grade.
 """
@@ -71,7 +92,16 @@ import labcode
 from .checklist import CHECKLIST
 from .checks import CHECKS, CheckFailed
 from .protocol import ReplyError, decode_reply, encode_request, read_message, write_message
-from .runner import CellError, Result, check_function, format_report, not_a_function, not_defined
+from .runner import (
+    MAX_MESSAGE_CHARS,
+    CellError,
+    Result,
+    check_function,
+    format_report,
+    not_a_function,
+    not_defined,
+    printable,
+)
 
 #: wall-clock seconds per submission. A correct submission takes about 5 s here (2-core CPU, one at a time;
 #: about 8 s each with two at once): the default leaves room for slow machines and long cells
@@ -95,7 +125,7 @@ STATUSES = {
     "empty": "no code at all",
     "timeout": "the time limit ran out; the check running then and every later check failed",
     "memory": "a cell or a function ran out of memory (the worker's memory limit)",
-    "crashed": "the worker was killed by a signal (a segfault, for example) or sent an unreadable reply",
+    "crashed": "the worker was killed by a signal (a segfault, for example) or sent a reply that breaks the protocol",
     "exited": "a cell or a function ended the worker process (os._exit), or a function called exit()",
     "uses-reference": "a function called labcode's own implementation of itself",
     "syntax-error": "a cell does not compile; the rest was graded",
@@ -346,6 +376,12 @@ class _Worker:
         self._stderr.close()
 
 
+def _from_worker(value: Any) -> str:
+    """A text from the worker's reply, cut at :data:`~labcode.lab.runner.MAX_MESSAGE_CHARS` plus room for an
+    exception's type (a forged reply may hold 64 MB of text)."""
+    return str(value)[:MAX_MESSAGE_CHARS + 100]
+
+
 def _exit_text(code: int | None, memory_mb: int) -> tuple[str, str]:
     """(status, words) for a worker that ended with ``code`` (``Popen.returncode``; ``None``: it stopped answering)."""
     if code is None:
@@ -415,9 +451,12 @@ class _Session:
                 raise RuntimeError("the grader's worker did not start: unexpected first message")
             self.worker.send({"cells": list(self.submission.cells), "module": self.submission.module}, self.deadline)
             while (message := self.worker.receive(self.deadline)).get("kind") == "cell":
-                cell = message.get("index") if isinstance(message.get("index"), int) else cell
+                index = message.get("index")
+                if not (isinstance(index, int) and 1 <= index <= len(self.submission.cells)):
+                    raise ReplyError("a malformed cell number")
+                cell = index
             if message.get("kind") != "cells":
-                raise ReplyError("an unexpected message while the cells ran")
+                raise ReplyError("an unexpected message")
             if self.names is None:
                 self._keep_cell_report(message)
         except TimeoutError:
@@ -429,16 +468,20 @@ class _Session:
             self._stop(status, f"{where} {words}", f"not graded: {where} {words}",
                        "a cell must not end the process (os._exit) or crash it")
         except ReplyError as err:
-            self._stop("crashed", f"the worker sent {err} while cell {cell} ran", "not graded: unreadable worker",
+            where = f"while cell {cell} ran" if cell else "before the cells ran"
+            self._stop("crashed", f"the worker sent {err} {where}", "not graded: unreadable worker",
                        "a cell must not write to the grader's channel")
 
     def _keep_cell_report(self, message: dict[str, Any]) -> None:
-        names, errors = message.get("names"), message.get("errors")
-        if not (isinstance(names, dict) and isinstance(errors, list)
-                and all(isinstance(e, list) and len(e) == 3 for e in errors)):
+        """Keep the names and the cells' errors of the worker's report, checked as any reply: at most one error
+        per cell, each ``[cell number, text, kind]``."""
+        names, errors, n = message.get("names"), message.get("errors"), len(self.submission.cells)
+        if not (isinstance(names, dict) and isinstance(errors, list) and len(errors) <= n
+                and all(isinstance(e, list) and len(e) == 3 and isinstance(e[0], int) and 1 <= e[0] <= n
+                        and isinstance(e[1], str) and e[2] in ("raised", "syntax", "memory") for e in errors)):
             raise ReplyError("a malformed report of the cells")
-        self.names = {item.name: str(names.get(item.name, "missing")) for item in CHECKLIST}
-        self.errors = tuple(CellError(int(i), str(text), str(kind)) for i, text, kind in errors)
+        self.names = {item.name: _from_worker(names.get(item.name, "missing")) for item in CHECKLIST}
+        self.errors = tuple(CellError(i, _from_worker(text), kind) for i, text, kind in errors)
         for err in self.errors:
             if err.kind == "syntax":
                 self._event("syntax-error", f"cell {err.index}: {err.error}")
@@ -477,7 +520,7 @@ class _Session:
             self._event("crashed", f"{name}: the worker sent {err}")
             raise WorkerFault("crashed", f"unreadable result: {err}", expected, "return tensors, numbers or dicts") from None
         if tripwire:
-            used = ", ".join(str(t) for t in tripwire)
+            used = _from_worker(", ".join(map(str, tripwire[:20])))
             self._event("uses-reference", f"{name} calls {used}")
             raise WorkerFault("uses-reference", f"calls {used}", expected,
                               f"write {name} yourself: labcode's own implementation is what it is compared with")
@@ -485,11 +528,12 @@ class _Session:
             return reply.get("value"), reply.get("grads")
         if kind == "raise":
             if reply.get("not_implemented") is True:
-                raise NotImplementedError(str(reply.get("message")))
-            raise RemoteError(str(reply.get("type")), str(reply.get("message")))
+                raise NotImplementedError(_from_worker(reply.get("message")))
+            raise RemoteError(_from_worker(reply.get("type")), _from_worker(reply.get("message")))
         if kind == "exit":
-            self._event("exited", f"{name} called exit({reply.get('code')})")
-            raise WorkerFault("exited", f"called exit({reply.get('code')})", expected,
+            code = _from_worker(reply.get("code"))
+            self._event("exited", f"{name} called exit({code})")
+            raise WorkerFault("exited", f"called exit({code})", expected,
                               "a function must return its result, not call exit()")
         if kind == "memory":
             self._drop_worker()
@@ -497,7 +541,7 @@ class _Session:
             raise WorkerFault("memory", f"out of memory (limit {self.memory_mb} MB)", expected,
                               "the lab's functions need little memory: look for a tensor far larger than the data")
         self._drop_worker()
-        self._event("crashed", f"{name}: the worker sent a reply of kind {kind!r}")
+        self._event("crashed", f"{name}: the worker sent a reply of kind {_from_worker(kind)[:40]!r}")
         raise WorkerFault("crashed", "unreadable result", expected, "return tensors, numbers or dicts")
 
     def verdict(self) -> tuple[str, str]:
@@ -572,13 +616,16 @@ def grade_submission(path: str | Path, *, timeout: float = DEFAULT_TIMEOUT, memo
 
 def format_graded(graded: Graded, *, title: bool = False) -> str:
     """The report of a graded submission: :func:`labcode.lab.runner.format_report`'s table, after a status line
-    unless the status is ``graded``; with ``title``, after the submission's path, status, reason and time."""
+    unless the status is ``graded``; with ``title``, after the submission's path, status, reason and time. The
+    path and the reason are :func:`~labcode.lab.runner.printable`: one line each, whatever the file's name or the
+    student's exception says."""
     if not isinstance(graded, Graded):
         raise TypeError(f"graded must be a Graded, got {type(graded).__name__}")
+    reason = printable(graded.reason)
     if title:
-        head = [f"submission: {graded.path}", f"status: {graded.status}"]
-        head += [f"reason: {graded.reason}"] if graded.reason else []
+        head = [f"submission: {printable(str(graded.path))}", f"status: {graded.status}"]
+        head += [f"reason: {reason}"] if reason else []
         head += [f"time: {graded.seconds:.1f} s", ""]
     else:
-        head = [f"status: {graded.status}: {graded.reason}", ""] if graded.status != "graded" else []
+        head = [f"status: {graded.status}: {reason}", ""] if graded.status != "graded" else []
     return "\n".join([*head, format_report(list(graded.results), list(graded.errors))])

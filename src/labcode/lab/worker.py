@@ -41,8 +41,8 @@ import torch
 
 from .checklist import CHECKLIST
 from .checks import call_with_grad
-from .protocol import MAX_MESSAGE_BYTES, decode_request, encode_reply, read_message, write_message
-from .runner import is_out_of_memory, isolated, run_cells
+from .protocol import MAX_MESSAGE_BYTES, decode_reply, decode_request, encode_reply, read_message, write_message
+from .runner import error_message, is_out_of_memory, isolated, run_cells
 
 #: the largest file a submission may write, in MB (RLIMIT_FSIZE)
 MAX_FILE_MB = 256
@@ -51,7 +51,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 def limit_resources(memory_mb: int) -> None:
-    """Cap this process's data segment (heap and anonymous memory) at ``memory_mb`` MB, forbid core files and
+    """Cap this process's data segment (heap and private mappings, not shared ones) at ``memory_mb`` MB, forbid core files and
     files over :data:`MAX_FILE_MB` MB.
 
     ``RLIMIT_DATA`` rather than ``RLIMIT_AS``: both stop a 4 GB tensor under a
@@ -138,11 +138,12 @@ def _describe(ns: dict[str, Any], name: str) -> str:
     return "function" if callable(ns[name]) else f"not a function: {type(ns[name]).__name__}"
 
 
-def _text(err: BaseException) -> str:
+def _exit_code(code: object) -> str:
+    """``repr(code)`` of ``exit(code)``, cut at 100 characters, or the type's name when the ``repr`` fails."""
     try:
-        return str(err)[:1000]
-    except Exception:                              # a student's exception whose __str__ fails
-        return "(its message cannot be shown)"
+        return repr(code)[:100]
+    except Exception:                              # a student's object whose __repr__ fails
+        return f"a {type(code).__name__}"
 
 
 def _answer(ns: dict[str, Any], functions: dict[str, Callable], request: tuple, grading: list[str | None],
@@ -160,12 +161,12 @@ def _answer(ns: dict[str, Any], functions: dict[str, Callable], request: tuple, 
             value, grads = call_with_grad(functions[name], args, kwargs, wrt)
             reply = {"kind": "return", "value": value, "grads": grads}
     except SystemExit as err:
-        reply = {"kind": "exit", "code": repr(err.code)}
+        reply = {"kind": "exit", "code": _exit_code(err.code)}
     except BaseException as err:                     # the student's error, KeyboardInterrupt included
         if is_out_of_memory(err):
-            reply = {"kind": "memory", "message": _text(err)}
+            reply = {"kind": "memory", "message": error_message(err)}
         else:
-            reply = {"kind": "raise", "type": type(err).__name__, "message": _text(err),
+            reply = {"kind": "raise", "type": type(err).__name__, "message": error_message(err),
                      "not_implemented": isinstance(err, NotImplementedError)}
     finally:
         grading[0] = None
@@ -174,13 +175,15 @@ def _answer(ns: dict[str, Any], functions: dict[str, Callable], request: tuple, 
 
 
 def _encode(reply: dict[str, Any]) -> bytes:
-    """The reply as bytes; a value that cannot be sent becomes the error that says so."""
+    """The reply as bytes; a value that cannot be sent, or that the grader would refuse (too many values, too large
+    a structure: :func:`~labcode.lab.protocol.decode_reply`), becomes the error that says so."""
     try:
         data = encode_reply(reply)
+        decode_reply(data)
     except BaseException as err:
         kind = "memory" if is_out_of_memory(err) else "raise"
         data = encode_reply({"kind": kind, "type": "UnsendableResult", "not_implemented": False,
-                             "message": f"the result could not be sent: {type(err).__name__}: {_text(err)}",
+                             "message": f"the result could not be sent: {type(err).__name__}: {error_message(err)}",
                              "tripwire": reply.get("tripwire", [])})
     if len(data) > MAX_MESSAGE_BYTES - 64:
         data = encode_reply({"kind": "raise", "type": "ResultTooLarge", "not_implemented": False,
