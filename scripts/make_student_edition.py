@@ -23,12 +23,28 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import jupytext
+from booktools import (
+    ROOT,
+    ArgumentParser,
+    UsageError,
+    old_text,
+    report_stale,
+    repository,
+    run,
+    shown,
+    toc_files,
+    write_text,
+    wrong_environment,
+)
 
-from booktools import ROOT, ArgumentParser, UsageError, old_text, report_stale, repository, run, shown, toc_files, write_text
-from labcode.lab import checklist
-from labcode.lab.checklist import CHECKLIST, ChecklistItem
-from sync_notebooks import install_cell
+try:
+    import jupytext
+
+    from labcode.lab import checklist
+    from labcode.lab.checklist import CHECKLIST, ChecklistItem
+    from sync_notebooks import install_cell
+except ModuleNotFoundError as missing:
+    wrong_environment(missing)
 
 LAB = Path("lab")
 STEM = "lab3_student"

@@ -122,11 +122,23 @@ def test_refuses_bad_input_with_one_line_and_changes_nothing(book: Path, case: s
     assert _snapshot(book) == before
 
 
-@pytest.mark.parametrize("script", ["new_chapter.py", "sync_notebooks.py"])
-def test_a_python_without_the_projects_packages_is_told_the_command_that_works(book: Path, script: str) -> None:
-    """``python scripts/sync_notebooks.py`` with the system's Python (no jupytext, no yaml): one line, exit status 2."""
+#: (script, whether the Python finds PyYAML): a system Python has none of the project's packages, or only PyYAML
+WRONG_PYTHON = [(script, False) for script in ("new_chapter.py", "sync_notebooks.py", "make_student_edition.py",
+                                               "compare_glue.py", "benchmark.py")]
+WRONG_PYTHON += [(script, True) for script in ("new_chapter.py", "sync_notebooks.py", "make_student_edition.py")]
+
+
+@pytest.mark.parametrize(("script", "with_yaml"), WRONG_PYTHON)
+def test_a_python_without_the_projects_packages_is_told_the_command_that_works(book: Path, script: str, with_yaml: bool,
+                                                                              tmp_path: Path) -> None:
+    """``python scripts/sync_notebooks.py`` with the system's Python: one line naming what is missing and the command
+    that works, exit status 2 (a Python without site-packages, ``-S``, finding at most PyYAML)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if with_yaml:
+        (tmp_path / "yaml").symlink_to(Path(yaml.__file__).parent)
+        env["PYTHONPATH"] = str(tmp_path)
     proc = subprocess.run([sys.executable, "-S", f"scripts/{script}", "demo"], cwd=book, capture_output=True, text=True,
-                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, timeout=60)
+                          env=env, timeout=60)
     assert proc.returncode == 2 and proc.stdout == "", proc.stderr
     assert proc.stderr.startswith(f"{script}: No module named ") and proc.stderr.count("\n") == 1, proc.stderr
     assert f"run it with the project's environment, .venv/bin/python scripts/{script}" in proc.stderr
