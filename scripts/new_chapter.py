@@ -63,8 +63,10 @@ def chosen_part(all_parts: list[Part], caption: str | None) -> Part:
     """The part named ``caption``, or by default the last numbered part before the Summary."""
     if caption is not None:
         for part in all_parts:
-            if part.caption == caption:
+            if part.caption == caption and part.chapters:
                 return part
+            if part.caption == caption:
+                raise UsageError(f"part {caption!r} of _toc.yml has no chapter to follow: add the first one by hand")
         raise UsageError(f"no part {caption!r} in _toc.yml (parts: {', '.join(repr(p.caption) for p in all_parts)})")
     numbered = [p for p in all_parts if p.numbered and SUMMARY_DOC not in p.chapters]
     if not numbered:
@@ -288,7 +290,7 @@ def main() -> int:
     if summary in writes:
         print(f"next: place its box in the summary's map (HIERARCHY and EDGES in {SUMMARY}) and describe it in that "
               f"figure's caption and alt text ({SUMMARY_DOC}.md)")
-    print(f"next: write the chapter; then bash {shown(root / 'scripts' / 'test.sh')} -m quick (a minute) and "
+    print(f"next: write the chapter; then bash {shown(root / 'scripts' / 'test.sh')} -m quick (seconds: no build) and "
           f"bash {shown(root / 'scripts' / 'build-book.sh')}")
     return 0
 
