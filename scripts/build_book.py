@@ -1,6 +1,6 @@
 """Run ``jupyter-book build`` with a quiet, readable log: what ``scripts/build-book.sh`` and ``build-pdf.sh`` run.
 
-Usage: python scripts/build_book.py [--book DIR] [--no-sync] [JUPYTER-BOOK BUILD ARGUMENTS...]
+Usage: .venv/bin/python scripts/build_book.py [--book DIR] [--no-sync] [JUPYTER-BOOK BUILD ARGUMENTS...]
 
 1. Brings the chapters' notebooks up to date first (``scripts/sync_notebooks.py``: each ``book/*.ipynb`` and its
    Colab install cell), so a new or renamed chapter never goes out without them (``--no-sync`` skips it; it is
@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from booktools import ROOT, ArgumentParser, run
+from booktools import ROOT, ArgumentParser, UsageError, run
 
 #: Jupyter Book's own lines: banners and message boxes (its messages say nothing the closing line does not)
 BANNER = re.compile(r"^(Running Jupyter-Book|Source Folder|Config Path|Output Path|={20,}|Building your book, returns"
@@ -104,7 +104,6 @@ def main() -> int:
     args, rest = parser.parse_known_args()
     book = args.book.resolve()
     if not (book / "_config.yml").is_file():
-        from booktools import UsageError
         raise UsageError(f"{args.book}: not a book (no _config.yml)")
     verbose = any(a in ("-v", "-vv", "-vvv", "--verbose") for a in rest)
     if book == ROOT and not args.no_sync:

@@ -72,9 +72,9 @@ def built_book() -> Path:
     jb = Path(sys.executable).parent / "jupyter-book"
     proc = subprocess.run([str(jb), "build", str(ROOT), "-W", "-n", "--keep-going"],
                           capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode != 0:
-        reports = "\n".join(p.read_text()[-3000:] for p in (HTML / "reports").rglob("*.err.log")) \
-            if (HTML / "reports").exists() else ""
+    if proc.returncode != 0:   # the failed build's pages (and reports) are kept beside the last good site
+        failed = HTML.with_name(HTML.name + ".failed") / "reports"
+        reports = "\n".join(p.read_text()[-3000:] for p in failed.rglob("*.err.log")) if failed.exists() else ""
         pytest.fail(f"jupyter-book build failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}\n{reports}")
     return HTML
 
@@ -93,3 +93,10 @@ def rc_unchanged():
     before = dict(mpl.rcParams)
     yield
     assert dict(mpl.rcParams) == before
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the built book is a ``book`` test, whether or not it says so (``-m "not book"`` skips it)."""
+    for item in items:
+        if "built_book" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.book)
