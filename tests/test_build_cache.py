@@ -119,6 +119,16 @@ def test_requirements_edit_executes_every_chapter(book: Path) -> None:
     assert log["executed"] == ["alpha", "beta"] and log["mystnb_executed"] == 0
 
 
+def test_a_tool_setting_in_pyproject_executes_nothing_but_a_dependency_executes_everything(book: Path) -> None:
+    """pyproject.toml also holds pytest's and ruff's settings: only its [project] table (the dependencies) and
+    [build-system] decide the outputs."""
+    with (book / "pyproject.toml").open("a") as f:
+        f.write('\n[tool.example]\nmarkers = ["quick: a new test marker"]\n')
+    assert build(book)["executed"] == []
+    edit(book / "pyproject.toml", '"tqdm>=4.60"', '"tqdm>=4.61"')
+    assert build(book)["executed"] == ["alpha", "beta"]
+
+
 def test_two_cold_builds_glue_identical_values(tmp_path: Path) -> None:
     """Serial and parallel cold builds in separate folders give byte-identical glued values."""
     a = build(make_book(tmp_path / "a"), workers=1)["glue"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -61,12 +62,28 @@ def device_signature() -> str:
     return f"{DEVICE_ENV}={os.environ.get(DEVICE_ENV, '')};gpu={Path('/dev/nvidia0').exists()}"
 
 
+def pinned_content(path: Path) -> bytes:
+    """What of a fingerprinted file decides the outputs: all of it, except that of ``pyproject.toml`` only the
+    package's own description (``[project]``: its dependencies; ``[build-system]``) counts, not the settings of
+    pytest, ruff or mutmut kept in the same file (a new test marker must not re-execute the book)."""
+    if path.name != "pyproject.toml":
+        return path.read_bytes()
+    import tomllib
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return path.read_bytes()
+    relevant = {key: table.get(key) for key in ("project", "build-system")}
+    return json.dumps(relevant, sort_keys=True, default=str).encode()
+
+
 def fingerprint(root: Path, patterns: list[str]) -> str:
-    """SHA-256 over the files matching ``patterns`` (relative paths and contents) and the device signature."""
+    """SHA-256 over the files matching ``patterns`` (relative paths and what of their contents decides the
+    outputs, :func:`pinned_content`) and the device signature."""
     digest = hashlib.sha256(device_signature().encode())
     files = sorted({p for pattern in patterns for p in root.glob(pattern) if p.is_file()})
     for path in files:
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + pinned_content(path) + b"\0")
     return digest.hexdigest()
 
 
