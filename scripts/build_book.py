@@ -17,8 +17,11 @@ Exit status: ``jupyter-book``'s (0 when the build succeeded).
 
 from __future__ import annotations
 
+import codecs
+import ctypes
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -38,17 +41,21 @@ SPHINX_EPILOGUE = re.compile(r"^(The full traceback has been saved in|Please als
                              r"|\[\S+\] WARNING \| Kernel is running over TCP)")
 
 
+#: one lock for the log, which both streams write
+LOG_LOCK = threading.Lock()
+
+
 class Filter:
     """The console's share of one output stream (line by line; partial lines, the progress display, pass)."""
 
     def __init__(self, out, log, verbose: bool) -> None:
         self.out, self.log, self.verbose = out, log, verbose
-        self.in_traceback = self.shown_exception = False
+        self.in_traceback, self.chain, self.pending, self.shown = False, None, None, set()
+        self.console = True               # False once the console is gone (a closed pipe): the log goes on
         self.buffer = ""
-        self.lock = threading.Lock()
 
     def feed(self, data: str) -> None:
-        with self.lock:
+        with LOG_LOCK:
             self.log.write(data)
             self.log.flush()
         self.buffer += data
@@ -56,45 +63,81 @@ class Filter:
         for line in lines:
             self.line(line)
         if "\r" in self.buffer:            # the live progress line: shown at once, never logged twice
-            self.out.write(self.buffer)
-            self.out.flush()
+            self.emit(self.buffer)
             self.buffer = ""
 
     def line(self, line: str) -> None:
+        """Show ``line`` unless it is noise. Of a traceback only the exception's own line is shown, once per
+        chain: for "raise ... from" chains the cause (the first), for "during handling of the above" chains the
+        later exception (the one that was not handled)."""
         if self.verbose:
             self.write(line)
             return
         bare = re.sub(r"\x1b\[[0-9;]*m", "", line).replace("\r", "")
         if self.in_traceback:
-            if bare.startswith((" ", "\t")) or not bare.strip() or TRACEBACK_START.match(bare) or CHAINED.match(bare):
+            if TRACEBACK_START.match(bare) or bare.startswith((" ", "\t")) or not bare.strip():
                 return
-            self.in_traceback = False   # the exception's own line: the first (the cause) is shown, once
-            if not self.shown_exception and not BANNER.match(bare):
-                self.write(f"error: {bare}")
-                self.shown_exception = True
+            self.in_traceback = False          # the exception's own line
+            if self.pending is None or self.chain == "context":
+                self.pending = bare
+            self.chain = None
             return
-        if CHAINED.match(bare):
+        chained = CHAINED.match(bare)
+        if chained:
+            self.chain = "context" if bare.startswith("During handling") else "cause"
             return
         if TRACEBACK_START.match(bare):
+            if self.chain is None:
+                self.flush()                   # a new, unrelated exception
             self.in_traceback = True
             return
+        if not bare.strip():
+            return
+        self.flush()
+        self.chain = None
         if BANNER.match(bare) or SPHINX_EPILOGUE.match(bare):
             return
         self.write(line)
 
+    def flush(self) -> None:
+        """Show the exception line kept from the last traceback chain (not an empty one, not twice)."""
+        pending, self.pending = self.pending, None
+        if pending and not pending.rstrip().endswith(":") and pending not in self.shown:
+            self.shown.add(pending)
+            self.write(f"error: {pending}")
+
     def write(self, line: str) -> None:
-        self.out.write(line + "\n")
-        self.out.flush()
+        self.emit(line + "\n")
+
+    def emit(self, text: str) -> None:
+        if not self.console:
+            return
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            self.console = False
 
     def close(self) -> None:
         if self.buffer:
             self.line(self.buffer)
+        self.flush()
 
 
 def _pump(stream, sink: Filter) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")   # a character split between two reads
     for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
-        sink.feed(chunk.decode("utf-8", errors="replace"))
+        sink.feed(decoder.decode(chunk))
+    sink.feed(decoder.decode(b"", final=True))
     sink.close()
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when this script ends (Linux), so a killed wrapper leaves no headless build."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def main() -> int:
@@ -106,6 +149,11 @@ def main() -> int:
     if not (book / "_config.yml").is_file():
         raise UsageError(f"{args.book}: not a book (no _config.yml)")
     verbose = any(a in ("-v", "-vv", "-vvv", "--verbose") for a in rest)
+    # The checkout's build lock, before anything writes (the notebooks, the log): the extension inside
+    # jupyter-book sees from LOCK_HANDOFF_ENV that its parent holds it.
+    sys.path.insert(0, str(ROOT / "_ext"))
+    from labcode_build.safety import LOCK_HANDOFF_ENV, acquire_build_lock
+    lock = acquire_build_lock(book / "_build")
     if book == ROOT and not args.no_sync:
         sync = subprocess.run([sys.executable, str(ROOT / "scripts" / "sync_notebooks.py")], cwd=ROOT)
         if sync.returncode != 0:
@@ -115,13 +163,16 @@ def main() -> int:
     log_path = book / "_build" / "build.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    env[LOCK_HANDOFF_ENV] = f"{os.getpid()}:{lock}"
     if sys.stderr.isatty():
         env["LABCODE_PROGRESS"] = "1"       # the extension draws its live progress line through our pipe
     start = time.monotonic()
     with log_path.open("w", encoding="utf-8") as log:
         log.write("$ " + " ".join(command) + "\n")
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                env=env, cwd=os.getcwd())
+                                env=env, cwd=os.getcwd(), preexec_fn=_die_with_parent)   # no thread started yet
+        for forwarded in (signal.SIGTERM, signal.SIGHUP):   # a stopped wrapper stops the build (it cleans up)
+            signal.signal(forwarded, lambda signum, frame: proc.send_signal(signum))
         pumps = [threading.Thread(target=_pump, args=(proc.stdout, Filter(sys.stdout, log, verbose))),
                  threading.Thread(target=_pump, args=(proc.stderr, Filter(sys.stderr, log, verbose)))]
         for pump in pumps:
@@ -132,6 +183,8 @@ def main() -> int:
             status = proc.wait()
         for pump in pumps:
             pump.join()
+    if status < 0:                          # killed by a signal: the shell's convention
+        status = 128 - status
     seconds = time.monotonic() - start
     shown = os.path.relpath(log_path)
     if status == 0:

@@ -189,6 +189,21 @@ def test_reverting_a_library_edit_executes_nothing(book: Path) -> None:
     assert reverted["glue"] == before
 
 
+def test_an_older_execution_is_judged_by_its_own_imports(book: Path) -> None:
+    """beta stops drawing (its execution no longer imports the plotting module), the plotting module changes, beta
+    draws again: its earlier execution, which imported the old plotting module, must not be served."""
+    beta = book / "beta.md"
+    drawing = beta.read_text()
+    edit(beta, "from labcode.plots.data import plot_spiral\n", "")
+    edit(beta, "figure = plot_spiral(data)\n", "")
+    assert build(book)["executed"] == ["beta"]
+    edit(book / "src" / "labcode" / "plots" / "data.py", '"""Figures', '"""Figures (another colour)')
+    build(book)
+    beta.write_text(drawing)
+    again = build(book)
+    assert again["executed"] == ["beta"] and again["restored"] == []
+
+
 def test_the_archive_evicts_the_least_recently_used(tmp_path: Path) -> None:
     import os
     sys.path.insert(0, str(ROOT / "_ext"))

@@ -31,6 +31,9 @@ FIXTURE = Path(__file__).parent / "fixtures" / "faultbook"
 JB = Path(sys.executable).parent / "jupyter-book"
 CONFIG = """title: Fault fixture
 only_build_toc_files: true
+exclude_patterns: [_build, "*.ipynb", "**/*.ipynb", src, scripts, _ext]
+repository:
+  url: https://github.com/generative-foundations/fault-fixture
 execute:
   execute_notebooks: cache
   timeout: 60
@@ -184,6 +187,7 @@ def test_a_build_killed_mid_execution_recovers_with_identical_values(book: Path)
     again = build(book)
     assert again.proc.returncode == 0, again.output[-4000:]
     assert "taking over the build lock of build pid" in again.stderr
+    assert "a previous build was interrupted: restoring its last good outputs" in again.stderr
     assert "steady" in log(book)["executed"] and glue(book) == CLEAN
 
 
@@ -198,7 +202,35 @@ def test_a_truncated_cache_database_is_moved_aside_and_the_build_proceeds(book: 
     assert (aside / "global.db").read_bytes() == damaged           # kept for inspection
     assert re.search(r"\.jupyter_cache is damaged \(global\.db: .*\); moved it to .*\.jupyter_cache\.damaged-",
                      run.stderr)
-    assert log(book)["executed"] == ["calm", "steady"] and glue(book) == CLEAN
+    # the executions kept per library state (beside the cache) serve both chapters again: nothing executes
+    assert log(book)["restored"] == ["calm", "steady"] and log(book)["executed"] == [] and glue(book) == CLEAN
+
+
+def test_a_cache_write_cut_short_is_rolled_back_not_called_damage(book: Path) -> None:
+    """A writer killed inside a transaction leaves a hot journal: SQLite rolls it back on the next open; the
+    cache is used, not moved aside."""
+    db = book / "_build" / ".jupyter_cache" / "global.db"
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, sqlite3\n"
+        f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+        "c.execute('PRAGMA journal_mode=DELETE'); c.execute('BEGIN IMMEDIATE')\n"
+        "c.execute('DELETE FROM nbcache')\n"
+        "os._exit(0)\n")])
+    assert killed.returncode == 0 and db.with_name("global.db-journal").is_file()
+    run = build(book)
+    assert run.proc.returncode == 0, run.output[-4000:]
+    assert "damaged" not in run.stderr and not list((book / "_build").glob("*.damaged-*"))
+    assert log(book)["executed"] == [] and glue(book) == CLEAN
+
+
+def test_a_copy_of_the_last_good_site_cut_short_is_never_restored(book: Path) -> None:
+    partial = book / "_build" / ".last-good.tmp" / "0"
+    partial.mkdir(parents=True)
+    (partial / "steady.html").write_text("half a copy")
+    run = build(book)
+    assert run.proc.returncode == 0, run.output[-4000:]
+    assert "restoring" not in run.stderr and not (book / "_build" / ".last-good.tmp").exists()
+    assert "half a copy" not in (book / "_build" / "html" / "steady.html").read_text()
 
 
 def test_a_cache_that_is_a_file_is_moved_aside(book: Path) -> None:

@@ -106,7 +106,7 @@ def setup(app: Sphinx) -> dict:
     app.connect("doctree-read", on_doctree_read)
     app.connect("build-finished", on_build_finished)
     app.connect("build-finished", on_build_finished_failures, priority=800)
-    app.connect("build-finished", _keep_outputs_if_good, priority=900)
+    app.connect("build-finished", _keep_outputs_if_good, priority=1000)   # after every other extension
     app.add_directive("execution-report", ExecutionReport)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
 

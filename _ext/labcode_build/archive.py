@@ -52,10 +52,11 @@ def find(archive: Path, hashkey: str, still_valid) -> dict | None:
         try:
             with gzip.open(path, "rt", encoding="utf-8") as handle:
                 entry = json.load(handle)
-        except (OSError, ValueError, EOFError):
+            valid = still_valid(entry["modules"], entry["fingerprint"]) and isinstance(entry["notebook"], str)
+        except (OSError, ValueError, EOFError, KeyError, TypeError):
             path.unlink(missing_ok=True)
             continue
-        if still_valid(entry["modules"], entry["fingerprint"]):
+        if valid:
             os.utime(path)
             return entry
     return None
@@ -65,6 +66,8 @@ def evict(archive: Path, limit_mb: float) -> list[Path]:
     """Delete the least recently used entries until the archive holds at most ``limit_mb`` megabytes."""
     if not archive.is_dir():
         return []
+    for partial in archive.glob("*.json.gz.tmp"):   # left by a build killed while writing
+        partial.unlink(missing_ok=True)
     entries = sorted(archive.glob("*.json.gz"), key=lambda p: p.stat().st_mtime)
     total = sum(p.stat().st_size for p in entries)
     removed = []

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 from sphinx.application import Sphinx
+from sphinx.errors import ExtensionError
 from sphinx.util import logging
 
 from . import archive, worker
@@ -32,6 +34,7 @@ from .fingerprints import (
     STAMP,
     chapter_device,
     chapter_timeout,
+    device_signature,
     fingerprint,
     kernel_device,
     modules_fingerprint,
@@ -58,6 +61,7 @@ def on_builder_inited(app: Sphinx) -> None:
     os.environ["MKL_NUM_THREADS"] = "1"
     app.labcode_stale_docs = set()
     app.labcode_store = None
+    FAILED.clear()   # a second build in one process starts from no failures
     if app.env.mystnb_config.execution_mode != "cache":
         return
     cache = cache_path(app)
@@ -77,9 +81,8 @@ def on_builder_inited(app: Sphinx) -> None:
         LOGGER.info("requirements or device changed: clearing the execution cache")
         from jupyter_cache import get_cache
         jcache = get_cache(str(cache))
-        deps = load_deps(app)
         for record in jcache.list_cache_records():
-            _archive_record(app, jcache, record, deps.get(_record_doc(app, record) or ""))
+            _archive_record(app, jcache, record)
         jcache.clear_cache()
         deps_path(app).unlink(missing_ok=True)
         shutil.rmtree(models, ignore_errors=True)
@@ -114,22 +117,24 @@ def patch_mystnb() -> None:
 
 
 def _drop_stale_chapters(app: Sphinx) -> None:
-    """Remove the cache entry of every chapter whose labcode modules or device choice changed since it executed.
+    """Remove every cache entry whose labcode modules or device choice changed since it executed.
 
-    A chapter without a record of its imports (executed by myst-nb itself) is removed too: it executes again.
+    Each entry is judged by the imports and fingerprint recorded in its own data (a chapter may have had
+    other executions, with other imports). An entry without them (executed by myst-nb itself, or by an
+    older version of this extension) is removed too: it executes again.
     """
     from jupyter_cache import get_cache
     cache = get_cache(str(cache_path(app)))
-    deps = load_deps(app)
     source = root(app) / app.config.labcode_source
     for record in cache.list_cache_records():
         doc = _record_doc(app, record)
-        entry = deps.get(doc or "")
+        data = record.data or {}
         path = Path(record.uri)
         device = kernel_device(chapter_device(front_matter(path), doc or record.uri)) if path.is_file() else ""
-        if entry and modules_fingerprint(app.labcode_fingerprint, source, entry["modules"], device) == entry["fingerprint"]:
+        if "modules" in data and modules_fingerprint(app.labcode_fingerprint, source, data["modules"],
+                                                     device) == data.get("fingerprint"):
             continue
-        _archive_record(app, cache, record, entry)
+        _archive_record(app, cache, record)
         cache.remove_cache(record.pk)
         if doc is not None:
             app.labcode_stale_docs.add(doc)
@@ -149,18 +154,30 @@ def archive_path(app: Sphinx) -> Path:
     return cache_path(app).parent / archive.ARCHIVE
 
 
-def _archive_record(app: Sphinx, cache, record, entry: dict | None) -> None:
-    """Keep a cache record that is about to go, with the imports and fingerprint it was executed with."""
-    if not entry:
+def _archive_record(app: Sphinx, cache, record) -> None:
+    """Keep a cache record that is about to go, with the imports and fingerprint it was executed with (its data)."""
+    data = dict(record.data or {})
+    if "modules" not in data or "fingerprint" not in data:
         return
     try:
         bundle = cache.get_cache_bundle(record.pk)
-    except Exception:
+    except Exception:      # a record whose notebook is gone or unreadable is not worth keeping
         return
     import nbformat
-    archive.keep(archive_path(app), record.hashkey, {"modules": entry["modules"], "fingerprint": entry["fingerprint"],
-                                                     "data": dict(record.data or {})},
-                 nbformat.writes(bundle.nb))
+    archive.keep(archive_path(app), record.hashkey, {"modules": data["modules"], "fingerprint": data["fingerprint"],
+                                                     "data": data}, nbformat.writes(bundle.nb))
+
+
+def _cache_execution(app: Sphinx, cache, path: str, notebook, data: dict):
+    """Store one execution of the chapter at ``path`` (``data`` holds its imports and fingerprint) as the chapter's
+    only cache entry: its other entries (other cells, other imports) go to the archive first."""
+    from jupyter_cache.base import CacheBundleIn
+    target = Path(path).resolve()
+    for record in cache.list_cache_records():
+        if Path(record.uri).resolve() == target:
+            _archive_record(app, cache, record)
+            cache.remove_cache(record.pk)
+    return cache.cache_notebook_bundle(CacheBundleIn(notebook, path, data=data), check_validity=False, overwrite=True)
 
 
 def on_env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
@@ -177,7 +194,8 @@ def on_env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
     return outdated
 
 
-RUNTIMES = ".labcode-runtimes.json"   # beside the cache, so it survives a cleared cache
+RUNTIMES = ".labcode-runtimes.json"   # beside the cache, so it survives a cleared cache: {doc: seconds}, this device
+RUNTIMES_BY_DEVICE = ".labcode-runtimes-by-device.json"   # {device signature: {doc: seconds}}: the time limits' base
 #: beside the cache: the chapters whose last execution failed or was stopped ({doc: message}); they are
 #: read again by the next build even when their source did not change (the fix may be in labcode)
 FAILED_RECORD = "labcode-failed.json"
@@ -240,7 +258,16 @@ class _Running:
             return {}
 
     def stop(self) -> dict:
-        """Kill the worker, its kernel and their children; return the last progress report."""
+        """Stop the worker, its kernel and their children; return the last progress report.
+
+        SIGTERM first: the worker kills its kernel's group itself (it knows the kernel from the moment it is
+        launched); then SIGKILL for both groups, whatever is left.
+        """
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=3)
+        except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
+            pass
         progress = self.progress()
         worker.kill_group(progress.get("kernel_pid"))
         worker.kill_group(self.proc.pid)
@@ -321,16 +348,22 @@ def _finish(running: _Running) -> tuple[dict | None, dict | None]:
                           error.get("cell_line"))
 
 
+def _write_json(path: Path, value: dict) -> None:
+    """Write a record of the build atomically (a kill never leaves half of one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(value, indent=1, sort_keys=True))
+    os.replace(temporary, path)
+
+
 def _save_deps(app: Sphinx, deps: dict) -> None:
-    deps_path(app).parent.mkdir(parents=True, exist_ok=True)
-    deps_path(app).write_text(json.dumps(deps, indent=1, sort_keys=True))
+    _write_json(deps_path(app), deps)
 
 
 def _restore_from_archive(app: Sphinx, cache, doc: str, path: str, notebook, choice: str | None,
                           deps: dict) -> dict | None:
     """Put back an archived execution of these cells that is valid for the library as it is now; return it."""
     import nbformat
-    from jupyter_cache.base import CacheBundleIn
     source = root(app) / app.config.labcode_source
     current = getattr(app, "labcode_fingerprint", "")
     device = kernel_device(choice)
@@ -339,8 +372,8 @@ def _restore_from_archive(app: Sphinx, cache, doc: str, path: str, notebook, cho
                          lambda modules, fp: modules_fingerprint(current, source, modules, device) == fp)
     if entry is None:
         return None
-    cache.cache_notebook_bundle(CacheBundleIn(nbformat.reads(entry["notebook"], as_version=4), path,
-                                              data=entry["data"]), check_validity=False, overwrite=True)
+    data = {**entry["data"], "modules": entry["modules"], "fingerprint": entry["fingerprint"]}
+    _cache_execution(app, cache, path, nbformat.reads(entry["notebook"], as_version=4), data)
     deps[doc] = {"modules": entry["modules"], "fingerprint": entry["fingerprint"]}
     return entry
 
@@ -357,12 +390,13 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
         return
     import nbformat
     from jupyter_cache import get_cache
-    from jupyter_cache.base import CacheBundleIn
     from myst_nb.core.read import create_nb_reader
 
     cache = get_cache(nb_config.execution_cache_path)
     history_path = Path(nb_config.execution_cache_path).parent / RUNTIMES
-    history = _load_json(history_path)
+    by_device_path = history_path.with_name(RUNTIMES_BY_DEVICE)
+    by_device = _load_json(by_device_path)
+    history = by_device.setdefault(device_signature(), {})   # time limits from runs on this device only
     failed_path = Path(nb_config.execution_cache_path) / FAILED_RECORD
     failed_record = _load_json(failed_path)
     deps = load_deps(app)
@@ -394,19 +428,30 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
         LOGGER.info("labcode_build: every notebook is served by the cache (0 executed)")
         log_path.write_text(json.dumps({"executed": [], "restored": restored, "wall_seconds": 0.0, "workers": 0,
                                         "failed": [], "devices": restored_devices}))
-        failed_path.write_text(json.dumps(failed_record, indent=1, sort_keys=True))
+        _write_json(failed_path, failed_record)
         _save_deps(app, deps)
         return
     # longest first: with one process per core, the longest chapter must not start last
     todo.sort(key=lambda item: -_expected_seconds(item[0], Path(item[1]).read_text(encoding="utf-8"), history))
     override = os.environ.get(DEVICE_ENV, "").strip()
-    workers = max(1, min(len(todo), int(os.environ.get("LABCODE_BUILD_WORKERS", os.cpu_count() or 1))))
+    raw = os.environ.get("LABCODE_BUILD_WORKERS", "").strip() or str(os.cpu_count() or 1)
+    if not raw.isdigit() or int(raw) < 1:
+        raise ExtensionError(f"LABCODE_BUILD_WORKERS must be a positive whole number, got {raw!r}")
+    workers = max(1, min(len(todo), int(raw)))
     notice(f"executing {len(todo)} chapter(s) with {workers} worker(s)")
     ticker = Ticker(len(todo))
     start = time.perf_counter()
     log = {}
     source = root(app) / app.config.labcode_source
     queue, running, jobdirs = list(todo), {}, []
+
+    def _save_progress() -> None:
+        """After each chapter: what a build interrupted now must not lose (imports, times, failures)."""
+        history.update({doc: entry["seconds"] for doc, entry in log.items()})
+        _save_deps(app, deps)
+        _write_json(by_device_path, by_device)
+        _write_json(history_path, history)
+        _write_json(failed_path, failed_record)
     try:
         while queue or running:
             while queue and len(running) < workers:
@@ -426,6 +471,7 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
                         failed_record[doc] = failure["message"]
                         ticker.line(report_failure(failure))
                         del running[doc]
+                        _save_progress()
                     continue
                 del running[doc]
                 result, failure = _finish(job)
@@ -433,21 +479,22 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
                     FAILED[str(Path(job.path).resolve())] = failure
                     failed_record[doc] = failure["message"]
                     ticker.line(report_failure(failure))
+                    _save_progress()
                     continue
                 failed_record.pop(doc, None)
                 device = result["device"]
                 if job.choice is not None and not override:
                     device = f"{device} (chapter's choice)"
-                data = {"execution_seconds": result["seconds"], "device": device}
-                record = cache.cache_notebook_bundle(
-                    CacheBundleIn(nbformat.reads(result["notebook"], as_version=4), job.path, data=data),
-                    check_validity=False, overwrite=True)
                 log[doc] = {"seconds": result["seconds"], "device": device}
                 deps[doc] = {"modules": result["modules"],
                              "fingerprint": modules_fingerprint(getattr(app, "labcode_fingerprint", ""), source,
                                                                 result["modules"], kernel_device(job.choice))}
+                data = {"execution_seconds": result["seconds"], "device": device, **deps[doc]}
+                record = _cache_execution(app, cache, job.path, nbformat.reads(result["notebook"], as_version=4),
+                                          data)
                 archive.keep(archive_path(app), record.hashkey, {**deps[doc], "data": data}, result["notebook"])
                 ticker.line(f"{doc}: {result['seconds']:.1f} s on {device}")
+                _save_progress()
     finally:   # normal end, an error, or Ctrl-C: no worker or kernel outlives this loop
         ticker.clear()
         for job in running.values():
@@ -457,9 +504,7 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
         if getattr(app, "labcode_store", None) is not None:
             app.labcode_store_events = report_store_events(app.labcode_store, app.labcode_store_events)
     wall = time.perf_counter() - start
-    history.update({doc: entry["seconds"] for doc, entry in log.items()})
-    _save_deps(app, deps)
-    history_path.write_text(json.dumps(history, indent=1, sort_keys=True))
+    _save_progress()
     archive.evict(archive_path(app), app.config.labcode_results_limit_mb)
     failed_path.write_text(json.dumps(failed_record, indent=1, sort_keys=True))
     failed = len(todo) - len(log)

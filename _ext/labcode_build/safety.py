@@ -34,6 +34,8 @@ from pathlib import Path
 
 LOCK_NAME = ".labcode-build.lock"
 LOCK_TIMEOUT_ENV = "LABCODE_BUILD_LOCK_TIMEOUT"
+#: "pid:lock path" of a parent process holding the lock for the build it starts (scripts/build_book.py)
+LOCK_HANDOFF_ENV = "LABCODE_BUILD_LOCK_HELD"
 #: open lock files of this process, by path (a second Sphinx application in one process shares it)
 _HELD: dict[str, object] = {}
 
@@ -78,6 +80,9 @@ def acquire_build_lock(build_dir: Path, *, timeout: float | None = None, poll: f
     path = build_dir / LOCK_NAME
     if str(path) in _HELD:
         return path
+    holder, _, held = os.environ.get(LOCK_HANDOFF_ENV, "").partition(":")
+    if holder.isdigit() and int(holder) == os.getppid() and held and Path(held).resolve() == path.resolve():
+        return path                  # taken by scripts/build_book.py, this build's parent, for it
     if timeout is None:
         raw = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
         try:
@@ -145,7 +150,9 @@ def _database_problem(db: Path) -> str | None:
     if not db.is_file():
         return f"{db.name} is not a file"
     try:
-        connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        # read-write (this build holds the lock): a journal left by a writer killed mid-transaction is rolled
+        # back, as SQLite does on any open; only what cannot be read is damage
+        connection = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=30)
         try:
             rows = connection.execute("PRAGMA quick_check").fetchall()
             tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -163,23 +170,23 @@ def _database_problem(db: Path) -> str | None:
 def check_execution_cache(cache: Path, json_files: tuple[str, ...]) -> bool:
     """Move a damaged execution cache aside; ``True`` when it was.
 
-    Damaged: the cache path is not a folder, its ``global.db`` fails SQLite's integrity check or
-    cannot be opened, or one of ``json_files`` (the extension's records beside the database) is not
-    valid JSON.
+    Damaged: the cache path is not a folder, or its ``global.db`` fails SQLite's integrity check or cannot be
+    opened. One of ``json_files`` (the extension's records beside the database) that is not valid JSON is moved
+    aside alone: the cache itself is fine.
     """
     if not cache.exists() and not cache.is_symlink():
         return False
     if not cache.is_dir():
         move_aside(cache, "not a folder")
         return True
-    problem = _database_problem(cache / "global.db")
     for name in json_files:
         record = cache / name
-        if problem is None and record.exists():
+        if record.exists():
             try:
                 json.loads(record.read_text())
             except (OSError, ValueError) as err:
-                problem = f"{name}: {err}"
+                move_aside(record, str(err))
+    problem = _database_problem(cache / "global.db")
     if problem is None:
         return False
     move_aside(cache, problem)
@@ -218,6 +225,7 @@ def report_store_events(store: Path, since: int) -> int:
 #: beside the outputs: a copy of the last good build's pages, doctrees and executed notebooks, taken when a
 #: build starts and put back when it does not succeed
 LAST_GOOD = ".last-good"
+MANIFEST = "manifest.json"
 _STAGING: dict[str, object] = {}
 
 
@@ -229,26 +237,44 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def protect_outputs(build_dir: Path, outputs: list[Path]) -> None:
-    """Keep the last good build: copy ``outputs`` (the site, the doctrees, the executed notebooks) aside now, and
-    put the copy back when this process ends without :func:`outputs_succeeded` (a failed build, an exception,
-    Ctrl-C). The failed build's site is kept in ``<site>.failed`` for inspection.
+    """Keep the last good build: copy ``outputs`` (the builder's folder, the doctrees, the executed notebooks)
+    aside now, and put the copy back when this process ends without :func:`outputs_succeeded` (a failed build,
+    an exception, Ctrl-C). A failed build's own site is kept in ``<site>.failed`` for inspection.
 
-    A copy left by a build that was killed (no chance to restore) is restored first: the outputs it protected
-    may be half written.
+    The copy is made in ``.last-good.tmp`` and renamed to ``.last-good`` only when complete, with a manifest of
+    the folders it holds (absolute paths: an HTML and a PDF build share the doctrees); so a copy cut short by a
+    kill is never restored, and a complete copy left by a killed build (which had no chance to restore) is put
+    back first, whichever builder runs next: the outputs it protected may be half written.
     """
     keep = build_dir / LAST_GOOD
-    if keep.is_dir() and any(keep.iterdir()):
+    for leftover in (keep.with_name(LAST_GOOD + ".tmp"), keep.with_name(LAST_GOOD + ".trash")):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if (keep / MANIFEST).is_file():
         notice(f"a previous build was interrupted: restoring its last good outputs from {keep}")
-        _restore(keep, outputs, failed_site=None)
-    shutil.rmtree(keep, ignore_errors=True)
-    present = [path for path in outputs if path.is_dir()]
-    if not present or not (outputs[0].is_dir() and any(outputs[0].iterdir())):
+        _restore(keep, failed_site=None)
+    _discard(keep)
+    present = [path for path in outputs if path.is_dir() and any(path.iterdir())]
+    if not present:
         return                          # nothing good to protect yet (a first build)
-    keep.mkdir(parents=True)
-    for path in present:
-        _copy(path, keep / path.name)
-    _STAGING.update(keep=keep, outputs=outputs, done=False)
+    partial = keep.with_name(LAST_GOOD + ".tmp")
+    partial.mkdir(parents=True)
+    manifest = {}
+    for index, path in enumerate(present):
+        _copy(path, partial / str(index))
+        manifest[str(index)] = str(path.resolve())
+    (partial / MANIFEST).write_text(json.dumps(manifest))
+    os.replace(partial, keep)
+    _STAGING.update(keep=keep, site=outputs[0], done=False)
     atexit.register(_restore_unless_done)
+
+
+def _discard(keep: Path) -> None:
+    """Remove a copy without ever leaving a partial one under its own name (renamed first, then deleted)."""
+    if keep.exists():
+        trash = keep.with_name(LAST_GOOD + ".trash")
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(keep, trash)
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def outputs_succeeded(site: Path) -> None:
@@ -256,28 +282,30 @@ def outputs_succeeded(site: Path) -> None:
     shutil.rmtree(site.with_name(site.name + ".failed"), ignore_errors=True)
     if _STAGING and not _STAGING["done"]:
         _STAGING["done"] = True
-        shutil.rmtree(_STAGING["keep"], ignore_errors=True)
+        _discard(_STAGING["keep"])
 
 
 def _restore_unless_done() -> None:
     if _STAGING and not _STAGING["done"]:
         _STAGING["done"] = True
-        site = _STAGING["outputs"][0]
-        _restore(_STAGING["keep"], _STAGING["outputs"], failed_site=site.with_name(site.name + ".failed"))
+        site = _STAGING["site"]
+        _restore(_STAGING["keep"], failed_site=site.with_name(site.name + ".failed"), site=site)
         notice(f"the build did not succeed: {site} still holds the last good build; "
                f"the failed build's pages are in {site.name}.failed")
 
 
-def _restore(keep: Path, outputs: list[Path], failed_site: Path | None) -> None:
-    for index, path in enumerate(outputs):
-        saved = keep / path.name
+def _restore(keep: Path, failed_site: Path | None, site: Path | None = None) -> None:
+    """Put every folder of the copy's manifest back (each by a rename, so an interrupted restore resumes)."""
+    manifest = json.loads((keep / MANIFEST).read_text())
+    for name, original in manifest.items():
+        saved, path = keep / name, Path(original)
         if not saved.is_dir():
-            continue
+            continue                     # already put back by a restore that was interrupted
         if path.exists():
-            if index == 0 and failed_site is not None:
+            if failed_site is not None and site is not None and path == site.resolve():
                 shutil.rmtree(failed_site, ignore_errors=True)
                 os.replace(path, failed_site)
             else:
                 shutil.rmtree(path, ignore_errors=True)
         os.replace(saved, path)
-    shutil.rmtree(keep, ignore_errors=True)
+    _discard(keep)

@@ -25,6 +25,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from traceback import format_exception
@@ -72,10 +73,15 @@ CELL_LINE = re.compile(r"Cell In\[\d*\], line (\d+)")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def failing_cell(nb) -> dict | None:
-    """The first code cell with an error output: its index, the exception's name and message, and the line of
-    the cell (1-based) that raised, when IPython's traceback names it."""
-    for index, cell in enumerate(nb.cells):
+def failing_cell(nb, current: int | None = None) -> dict | None:
+    """The code cell with an error output that stopped the execution (``current``, the cell running then, else
+    the first with one): its index, the exception's name and message, and the line of the cell (1-based) that
+    raised, when IPython's traceback names it. (A cell tagged ``raises-exception`` has an error output too.)"""
+    order = list(range(len(nb.cells)))
+    if current is not None and 0 <= current < len(nb.cells):
+        order.insert(0, current)
+    for index in order:
+        cell = nb.cells[index]
         for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
             if output.get("output_type") == "error":
                 found = CELL_LINE.search(ANSI.sub("", "\n".join(output.get("traceback", []))))
@@ -116,6 +122,19 @@ def execute(jobdir: Path) -> dict:
 
     error = traceback = None
     client = None
+    stop_watch = threading.Event()
+
+    def watch_kernel() -> None:
+        """Record the kernel's pid as soon as it is launched (before it answers), for the build and SIGTERM."""
+        global _KERNEL_PID
+        while not stop_watch.wait(0.05):
+            provisioner = getattr(getattr(client, "km", None), "provisioner", None)
+            process = getattr(provisioner, "process", None)
+            if process is not None and process.pid != progress["kernel_pid"]:
+                _KERNEL_PID = progress["kernel_pid"] = process.pid
+                write_json(jobdir / PROGRESS, progress)
+
+    threading.Thread(target=watch_kernel, daemon=True).start()
     start = time.perf_counter()
     for attempt in range(2):
         client = NotebookClient(nb, resources={"metadata": {"path": job["cwd"]}}, timeout=timeout,
@@ -136,6 +155,7 @@ def execute(jobdir: Path) -> dict:
         finally:
             kill_group(_KERNEL_PID)
             _KERNEL_PID = None
+    stop_watch.set()
     seconds = time.perf_counter() - start
     last = nb.cells.pop()
     record = {"modules": [], "device": "unknown"}
@@ -146,7 +166,7 @@ def execute(jobdir: Path) -> dict:
     result = {"notebook": nbformat.writes(nb), "seconds": seconds, "modules": record["modules"],
               "device": record["device"], "error": None}
     if error is not None:
-        where = failing_cell(nb) or {"cell": progress["cell"], "ename": type(error).__name__, "evalue": str(error)}
+        where = failing_cell(nb, progress["cell"]) or {"cell": progress["cell"], "ename": type(error).__name__, "evalue": str(error)}
         if isinstance(error, CellTimeoutError):
             where = {"cell": progress["cell"], "ename": "CellTimeoutError",
                      "evalue": f"the cell ran longer than the per-cell timeout ({timeout} s, execute.timeout)"}
