@@ -33,7 +33,8 @@ from booktools import ROOT, ArgumentParser, UsageError, run
 #: Jupyter Book's own lines: banners and message boxes (its messages say nothing the closing line does not)
 BANNER = re.compile(r"^(Running Jupyter-Book|Source Folder|Config Path|Output Path|={20,}|Building your book, returns"
                     r"|There was an error in building your|Finished generating HTML|Your book's HTML pages|You can look"
-                    r"|Or paste this line|\s*file://|\s+\S*_build/html/(index\.html)?$|\s*$)")
+                    r"|Or paste this line|\s*file://|\s+\S*_build/html/(index\.html)?$|A PDF of your book can be found at"
+                    r"|\s+\S*_build/latex/?$|\s*$)")
 CHAINED = re.compile(r"^(The above exception was the direct cause|During handling of the above exception)")
 TRACEBACK_START = re.compile(r"^(Traceback \(most recent call last\):|Exception occurred:)")
 #: Sphinx's closing words after an exception: where its traceback went, and a request to report it upstream

@@ -94,10 +94,16 @@ def labcode_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return next(out.glob("labcode-*.whl"))
 
 
+def outside_env(**extra: str) -> dict[str, str]:
+    """This process's environment without ``PYTHONPATH`` (scripts/test.sh points it at this checkout's src/, which
+    would let a fresh environment import labcode without installing it), plus ``extra``."""
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **extra}
+
+
 @pytest.fixture(scope="module")
 def colab_like_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     python = _fresh_venv(tmp_path_factory.mktemp("colab") / "venv", inherit=True)
-    probe = subprocess.run([str(python), "-c", "import labcode"], capture_output=True, text=True)
+    probe = subprocess.run([str(python), "-c", "import labcode"], capture_output=True, text=True, env=outside_env())
     assert probe.returncode != 0, "the fresh environment must not see labcode"
     return python
 
@@ -113,8 +119,8 @@ def shared_model_store(built_book: Path) -> Path:
 def test_colab_notebook_runs_in_fresh_env_installing_labcode(colab_like_python: Path, labcode_wheel: Path, doc: str,
                                                              shared_model_store: Path, tmp_path: Path) -> None:
     """The install cell (pointed at a wheel of this checkout) installs labcode, then every cell runs."""
-    env = dict(os.environ, LABCODE_INSTALL_FROM=str(labcode_wheel), LABCODE_DEVICE="cpu", HOME=str(tmp_path),
-               LABCODE_MODEL_STORE=str(shared_model_store))
+    env = outside_env(LABCODE_INSTALL_FROM=str(labcode_wheel), LABCODE_DEVICE="cpu", HOME=str(tmp_path),
+                      LABCODE_MODEL_STORE=str(shared_model_store))
     notebook = ROOT / f"{doc}.ipynb"
     try:
         proc = subprocess.run([str(colab_like_python), "-c", EXECUTE, str(notebook), str(notebook.parent),
@@ -132,7 +138,7 @@ def test_binder_replay(tmp_path: Path) -> None:
     python = _fresh_venv(env_dir, inherit=False)
     home = tmp_path / "home"
     home.mkdir()
-    env = dict(os.environ, PATH=f"{env_dir / 'bin'}:{os.environ['PATH']}", HOME=str(home), LABCODE_DEVICE="cpu")
+    env = outside_env(PATH=f"{env_dir / 'bin'}:{os.environ['PATH']}", HOME=str(home), LABCODE_DEVICE="cpu")
     env.pop("JUPYTER_CONFIG_DIR", None)
     steps = [[str(python), "-m", "pip", "install", "--quiet", "-r", str(ROOT / "requirements.txt")],
              ["bash", str(ROOT / "postBuild")]]

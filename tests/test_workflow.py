@@ -49,7 +49,8 @@ def test_gpu_runner_checks_cuda_and_builds_with_warnings_as_errors() -> None:
     assert any("nvidia-smi" in r for r in runs)
     assert any("torch.cuda.is_available()" in r for r in runs)
     assert any("scripts/build-book.sh" in r for r in runs)
-    assert "-W" in (ROOT / "scripts" / "build-book.sh").read_text()
+    assert "scripts/build_book.py" in (ROOT / "scripts" / "build-book.sh").read_text()   # which builds with -W -n
+    assert '"-W", "-n", "--keep-going"' in (ROOT / "scripts" / "build_book.py").read_text()
 
 
 def test_triggers_weekly_cold_rebuild_and_fork_cpu_job() -> None:

@@ -349,11 +349,8 @@ def _finish(running: _Running) -> tuple[dict | None, dict | None]:
 
 
 def _write_json(path: Path, value: dict) -> None:
-    """Write a record of the build atomically (a kill never leaves half of one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(value, indent=1, sort_keys=True))
-    os.replace(temporary, path)
+    """A record of the build, written atomically and readably."""
+    worker.write_json(path, value, indent=1)
 
 
 def _save_deps(app: Sphinx, deps: dict) -> None:

@@ -264,7 +264,8 @@ def protect_outputs(build_dir: Path, outputs: list[Path]) -> None:
         manifest[str(index)] = str(path.resolve())
     (partial / MANIFEST).write_text(json.dumps(manifest))
     os.replace(partial, keep)
-    _STAGING.update(keep=keep, site=outputs[0], done=False)
+    _STAGING.update(keep=keep, site=outputs[0], done=False,
+                    site_kept=str(outputs[0].resolve()) in manifest.values())
     atexit.register(_restore_unless_done)
 
 
@@ -290,8 +291,11 @@ def _restore_unless_done() -> None:
         _STAGING["done"] = True
         site = _STAGING["site"]
         _restore(_STAGING["keep"], failed_site=site.with_name(site.name + ".failed"), site=site)
-        notice(f"the build did not succeed: {site} still holds the last good build; "
-               f"the failed build's pages are in {site.name}.failed")
+        if _STAGING["site_kept"]:
+            notice(f"the build did not succeed: {site} still holds the last good build; "
+                   f"the failed build's pages are in {site.name}.failed")
+        else:   # there was no good site yet (a first build of this builder): the doctrees were put back
+            notice(f"the build did not succeed: its pages in {site} are the failed build's")
 
 
 def _restore(keep: Path, failed_site: Path | None, site: Path | None = None) -> None:

@@ -36,10 +36,11 @@ JOB, PROGRESS, RESULT = "job.json", "progress.json", "result.json"
 _KERNEL_PID: int | None = None
 
 
-def write_json(path: Path, value: dict) -> None:
-    """Write ``value`` to ``path`` atomically (a reader never sees half a file)."""
+def write_json(path: Path, value: dict, indent: int | None = None) -> None:
+    """Write ``value`` to ``path`` atomically (a reader, or a kill, never leaves half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(value))
+    temporary.write_text(json.dumps(value, indent=indent, sort_keys=indent is not None))
     os.replace(temporary, path)
 
 
