@@ -18,7 +18,6 @@ Exit status: ``jupyter-book``'s (0 when the build succeeded).
 from __future__ import annotations
 
 import codecs
-import ctypes
 import os
 import re
 import signal
@@ -133,14 +132,6 @@ def _pump(stream, sink: Filter) -> None:
     sink.close()
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when this script ends (Linux), so a killed wrapper leaves no headless build."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def main() -> int:
     parser = ArgumentParser(prog="build_book.py", description=__doc__.split("\n\n")[0], add_help=True)
     parser.add_argument("--book", type=Path, default=ROOT, help="the book's folder (default: this repository)")
@@ -154,6 +145,7 @@ def main() -> int:
     # jupyter-book sees from LOCK_HANDOFF_ENV that its parent holds it.
     sys.path.insert(0, str(ROOT / "_ext"))
     from labcode_build.safety import LOCK_HANDOFF_ENV, acquire_build_lock
+    from labcode_build.worker import term_with_parent
     lock = acquire_build_lock(book / "_build")
     if book == ROOT and not args.no_sync:
         sync = subprocess.run([sys.executable, str(ROOT / "scripts" / "sync_notebooks.py")], cwd=ROOT)
@@ -170,8 +162,9 @@ def main() -> int:
     start = time.monotonic()
     with log_path.open("w", encoding="utf-8") as log:
         log.write("$ " + " ".join(command) + "\n")
+        # term_with_parent: a killed wrapper leaves no headless build (preexec_fn is safe: no thread started yet)
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                env=env, cwd=os.getcwd(), preexec_fn=_die_with_parent)   # no thread started yet
+                                env=env, cwd=os.getcwd(), preexec_fn=term_with_parent)
         for forwarded in (signal.SIGTERM, signal.SIGHUP):   # a stopped wrapper stops the build (it cleans up)
             signal.signal(forwarded, lambda signum, frame: proc.send_signal(signum))
         pumps = [threading.Thread(target=_pump, args=(proc.stdout, Filter(sys.stdout, log, verbose))),

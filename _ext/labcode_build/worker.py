@@ -54,12 +54,17 @@ def kill_group(pid: int | None) -> None:
         pass
 
 
-def _die_with_parent(parent: int) -> None:
-    """Get SIGTERM when the build's process ends (Linux), and end now if it already has."""
+def term_with_parent() -> None:
+    """Ask the kernel for SIGTERM when the parent process ends (``PR_SET_PDEATHSIG``; Linux, else nothing)."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+def _die_with_parent(parent: int) -> None:
+    """Get SIGTERM when the build's process ends, and end now if it already has."""
+    term_with_parent()
     if os.getppid() != parent:
         sys.exit(3)
 
