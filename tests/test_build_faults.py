@@ -380,6 +380,32 @@ def test_the_default_time_limit_follows_the_last_measured_time() -> None:
             chapter_timeout({"labcode": {"timeout": bad}}, "book/x")
 
 
+def test_every_json_record_of_the_build_is_read_by_one_reader_that_moves_damage_aside(tmp_path: Path) -> None:
+    """The chapters' imports (``load_deps``), the time records and the failed-chapter record share one reader: a
+    record that is missing is empty, and one that is cut short or not an object is moved aside, never trusted."""
+    sys.path.insert(0, str(ROOT / "_ext"))
+    try:
+        from labcode_build import paths
+        from labcode_build.safety import load_record
+    finally:
+        sys.path.remove(str(ROOT / "_ext"))
+    record = tmp_path / "record.json"
+    assert load_record(record) == {}
+    record.write_text('{"a": {"modules": []}}')
+    assert load_record(record) == {"a": {"modules": []}}
+    for damaged in ('{"a": ', "[1, 2]"):
+        record.write_text(damaged)
+        assert load_record(record) == {} and not record.exists()
+        (aside,) = tmp_path.glob("record.json.damaged-*")
+        assert aside.read_text() == damaged
+        aside.unlink()
+    app = type("App", (), {"env": type("Env", (), {"mystnb_config": type("Config", (), {
+        "execution_cache_path": str(tmp_path)})})})
+    paths.deps_path(app).write_text('{"a": ')                        # the chapters' imports, cut short
+    assert paths.load_deps(app) == {} and not paths.deps_path(app).exists()
+    assert list(tmp_path.glob(paths.deps_path(app).name + ".damaged-*"))
+
+
 def build_script(book: Path, *args: str) -> subprocess.CompletedProcess:
     """``scripts/build_book.py`` (what ``scripts/build-book.sh`` runs) on the fixture book; no process survives."""
     marker = f"fault-{uuid.uuid4().hex}"

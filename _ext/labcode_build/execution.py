@@ -51,7 +51,7 @@ from .paths import (
     root,
 )
 from .report import Ticker, failure_location, report_failure
-from .safety import check_execution_cache, check_model_store, move_aside, notice, report_store_events
+from .safety import check_execution_cache, check_model_store, load_record, notice, report_store_events
 
 LOGGER = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def on_env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
         outdated += notebook_docs(app, env.found_docs)
     outdated += sorted(getattr(app, "labcode_stale_docs", set()))
     if env.mystnb_config.execution_mode == "cache":   # failed last time: read (and execute) again
-        failed = _load_json(Path(env.mystnb_config.execution_cache_path) / FAILED_RECORD)
+        failed = load_record(Path(env.mystnb_config.execution_cache_path) / FAILED_RECORD)
         outdated += sorted(doc for doc in failed if doc in env.found_docs)
     outdated += [d for d in env.found_docs if "{execution-report}" in Path(env.doc2path(d)).read_text(encoding="utf-8")]
     return outdated
@@ -225,21 +225,6 @@ def time_limit(app: Sphinx, doc: str, metadata: dict, history: dict[str, float])
     limit = max(floor, factor * history[doc])
     return limit, (f"{factor:g} × its last time {history[doc]:.1f} s, at least {floor:g} s; "
                    "labcode.timeout in its front matter overrides it")
-
-
-def _load_json(path: Path) -> dict:
-    """A JSON record of the build's, or ``{}`` when it is missing; a damaged one is moved aside."""
-    if not path.is_file():
-        return {}
-    try:
-        value = json.loads(path.read_text())
-        if isinstance(value, dict):
-            return value
-        problem = "not a JSON object"
-    except (OSError, ValueError) as err:
-        problem = str(err)
-    move_aside(path, problem)
-    return {}
 
 
 class _Running:
@@ -392,10 +377,10 @@ def on_env_before_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
     cache = get_cache(nb_config.execution_cache_path)
     history_path = Path(nb_config.execution_cache_path).parent / RUNTIMES
     by_device_path = history_path.with_name(RUNTIMES_BY_DEVICE)
-    by_device = _load_json(by_device_path)
+    by_device = load_record(by_device_path)
     history = by_device.setdefault(device_signature(), {})   # time limits from runs on this device only
     failed_path = Path(nb_config.execution_cache_path) / FAILED_RECORD
-    failed_record = _load_json(failed_path)
+    failed_record = load_record(failed_path)
     deps = load_deps(app)
     todo, restored, restored_devices = [], [], {}
     for doc in notebook_docs(app, docnames):

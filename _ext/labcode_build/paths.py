@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from sphinx.application import Sphinx
 
 from .fingerprints import DEPS
+from .safety import load_record
 
 #: the trained-model store beside the cache (labcode.store reads the variable)
 MODEL_STORE = ".labcode-models"
@@ -49,5 +49,5 @@ def deps_path(app: Sphinx) -> Path:
 
 
 def load_deps(app: Sphinx) -> dict[str, dict]:
-    path = deps_path(app)
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """Each chapter's recorded imports (``{}`` when none); a damaged record is moved aside, as every record is."""
+    return load_record(deps_path(app))

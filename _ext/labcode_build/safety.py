@@ -143,6 +143,21 @@ def move_aside(path: Path, why: str) -> Path:
     return target
 
 
+def load_record(path: Path) -> dict:
+    """A JSON record of the build's, or ``{}`` when it is missing; a damaged one is moved aside (:func:`move_aside`)."""
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text())
+        if isinstance(value, dict):
+            return value
+        problem = "not a JSON object"
+    except (OSError, ValueError) as err:
+        problem = str(err)
+    move_aside(path, problem)
+    return {}
+
+
 def _database_problem(db: Path) -> str | None:
     """Why jupyter-cache's SQLite database cannot be used, or ``None`` when it can."""
     if not db.exists():
