@@ -438,7 +438,7 @@ def check_gaussian_kl_closed_form(f: Callable) -> tuple[str, str]:
     exact = kl_divergence(Normal(*(torch.tensor(v, dtype=dt) for v in numbers[:2])),
                           Normal(*(torch.tensor(v, dtype=dt) for v in numbers[2:]))).item()
     args = "(" + ", ".join(f"{v:g}" for v in numbers) + ")"
-    value = _call(f, numbers, {}, f"{exact:.6g} for the numbers {args}", _number_or_tensor)
+    value = _call(f, numbers, {}, f"{exact:.6g} for {args}", _number_or_tensor)
     got_numbers = _scalar(value, f"KL of the numbers {args}", hint)
     _require(abs(got_numbers - exact) <= 1e-5 * abs(exact), f"{got_numbers:.6g} for the numbers {args}",
              f"{exact:.6g} (rtol 1e-5)", hint)
