@@ -70,10 +70,11 @@ def approximate_marginal_likelihood(decoder, x, n_samples, noise_std, *, generat
 
 def monte_carlo_kl(p_samples, p_log_prob, q_log_prob):
     log_ratio = p_log_prob(p_samples) - q_log_prob(p_samples)
-    return log_ratio.mean()
+    return log_ratio.reshape(log_ratio.shape[0], -1).sum(dim=1).mean()
 
 
 def gaussian_kl_closed_form(mu1, sigma1, mu2, sigma2):
+    mu1, sigma1, mu2, sigma2 = (torch.as_tensor(v) for v in (mu1, sigma1, mu2, sigma2))
     return torch.log(sigma2 / sigma1) + (sigma1**2 + (mu1 - mu2) ** 2) / (2 * sigma2**2) - 0.5
 
 
@@ -134,6 +135,7 @@ def analyze_beta_vae(data, betas=(0.0, 0.1, 1.0, 5.0, 10.0), *, steps, seed, con
 PLANTED_BUGS = {
     "gaussian_kl_closed_form": '''
 def gaussian_kl_closed_form(mu1, sigma1, mu2, sigma2):   # log(σ₁/σ₂): wrong sign
+    mu1, sigma1, mu2, sigma2 = (torch.as_tensor(v) for v in (mu1, sigma1, mu2, sigma2))
     return torch.log(sigma1 / sigma2) + (sigma1**2 + (mu1 - mu2) ** 2) / (2 * sigma2**2) - 0.5
 ''',
     "reparameterize": '''

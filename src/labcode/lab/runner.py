@@ -38,8 +38,8 @@ from typing import Any
 
 import torch
 
-from .checklist import BY_NAME, CHECKLIST
-from .checks import CHECKS, CheckFailed
+from .checklist import CHECKLIST
+from .checks import CHECKS, CheckFailed, crash_hint
 
 #: the most characters kept of an exception's message (a student's message can be any size)
 MAX_MESSAGE_CHARS = 1000
@@ -152,8 +152,7 @@ def check_function(name: str, f: Callable) -> Result:
         measured = "not implemented (TODO)" if untouched else f"NotImplementedError: {error_message(err)}"
         result = Result(name, False, measured, expected, "replace the TODO body")
     except Exception as err:
-        result = Result(name, False, f"{error_name(err)}: {error_message(err)}", expected,
-                        "it raised an error; see the TODO hints: " + BY_NAME[name].hints[0])
+        result = Result(name, False, f"{error_name(err)}: {error_message(err)}", expected, crash_hint(name))
     return replace(result, seconds=time.perf_counter() - start)
 
 
