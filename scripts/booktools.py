@@ -189,19 +189,23 @@ def front_matter(path: Path, text: str) -> dict:
 
 
 def is_notebook(doc: str, root: Path = ROOT) -> bool:
-    """A MyST notebook declares a kernelspec (with a kernel name) in its front matter; code cells need one."""
+    """An executed chapter: a MyST notebook, which declares a kernelspec (with a kernel name) in its front matter
+    (code cells need one), that the build executes. A notebook page whose front matter turns execution off
+    (``mystnb: {execution_mode: "off"}``, the student lab) is shown as it is: not an executed chapter."""
     path = source(doc, root)
     if not path.is_file():
         raise UsageError(f"{shown(root / '_toc.yml')}: page '{doc}' has no file {shown(path)}")
     text = read_text(path)
-    kernelspec = front_matter(path, text).get("kernelspec")
+    meta = front_matter(path, text)
+    kernelspec = meta.get("kernelspec")
     if kernelspec is None:
         if CODE_CELL in text:
             raise UsageError(f"{shown(path)}: has code cells but no kernelspec in its front matter")
         return False
     if not isinstance(kernelspec, dict) or not kernelspec.get("name"):
         raise UsageError(f"{shown(path)}: the front matter's kernelspec must name a kernel (name: python3)")
-    return True
+    mystnb = meta.get("mystnb")
+    return not (isinstance(mystnb, dict) and mystnb.get("execution_mode") == "off")
 
 
 def notebook_docs(root: Path = ROOT) -> list[str]:

@@ -27,8 +27,13 @@ def cache_path(app: Sphinx) -> Path:
 
 
 def is_notebook(path: Path) -> bool:
+    """A MyST notebook that the build executes: a kernelspec in its front matter, and execution not turned off
+    (``mystnb: {execution_mode: "off"}``, the student lab, which the site shows unexecuted)."""
     text = path.read_text(encoding="utf-8")
-    return path.suffix == ".md" and text.startswith("---") and "kernelspec:" in text.split("\n---", 2)[0]
+    if not (path.suffix == ".md" and text.startswith("---") and "kernelspec:" in text.split("\n---", 2)[0]):
+        return False
+    mystnb = front_matter(path).get("mystnb")
+    return not (isinstance(mystnb, dict) and mystnb.get("execution_mode") == "off")
 
 
 def front_matter(path: Path) -> dict:

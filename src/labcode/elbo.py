@@ -92,7 +92,10 @@ def _gaussian_log_likelihood(x: Tensor, x_mu: Tensor, x_logvar: Tensor) -> Tenso
 def kl_regularization(mu: Tensor, logvar: Tensor) -> Tensor:
     """The ELBO's regulariser :math:`\\mathrm{KL}(q(z\\mid x) \\,\\|\\, \\mathcal N(0, I))` per row.
 
-    Same as :func:`labcode.standard_normal_kl`: (..., latent_dim) -> (...).
+    .. math:: \\mathrm{KL} = \\tfrac12 \\sum_j \\big(\\mu_j^2 + \\sigma_j^2 - 1 - \\log \\sigma_j^2\\big),
+              \\qquad \\log\\sigma_j^2 = \\texttt{logvar}_j,
+
+    the same quantity as ``standard_normal_kl``: (..., latent_dim) -> (...).
     """
     return standard_normal_kl(mu, logvar)
 

@@ -110,9 +110,22 @@ def log_likelihood_given_z(decoder: Decoder, x: Tensor, z: Tensor,
 
 
 def likelihood_given_z(decoder: Decoder, x: Tensor, z: Tensor, noise_std: Tensor | float) -> Tensor:
-    """:math:`p(x_i \\mid z_i)`, the exponential of :func:`log_likelihood_given_z` (the lab's name).
+    """:math:`p(x_i \\mid z_i) = \\mathcal N(x_i;\\ f_\\theta(z_i),\\ \\sigma_x^2 I)` for paired rows: the density itself.
 
-    Underflows to 0 in float32 once :math:`\\log p < -103`; prefer the log.
+    It is the exponential of the log-density summed over the data dimension,
+    and underflows to 0 in float32 once :math:`\\log p < -103`; the book works
+    with the log.
+
+    Args:
+        decoder: :math:`f_\\theta`, an ``nn.Module`` from (batch, latent_dim) to (batch, data_dim), or a
+            model with ``latent_dim``, ``decode`` and ``noise_std`` (a whole :class:`labcode.VAE`), whose
+            ``decode`` is used.
+        x: (batch, data_dim) data points.
+        z: (batch, latent_dim) latent codes, row ``i`` paired with ``x[i]``.
+        noise_std: the decoder's noise standard deviation :math:`\\sigma_x > 0`.
+
+    Returns:
+        (batch,) densities.
     """
     return log_likelihood_given_z(decoder, x, z, noise_std).exp()
 
@@ -175,10 +188,26 @@ def _prior_log_weight_blocks(decoder: Decoder, x: Tensor, n_samples: int, sigma:
 def approximate_marginal_likelihood(decoder: Decoder, x: Tensor, n_samples: int,
                                     noise_std: Tensor | float, *,
                                     generator: torch.Generator | None = None) -> Tensor:
-    """:math:`\\hat p_K(x)`, the exponential of :func:`log_marginal_likelihood_mc` (the lab's name).
+    """Monte Carlo :math:`\\hat p_K(x) = \\frac1K \\sum_k p(x \\mid z_k)`, :math:`z_k \\sim p(z)`, averaged in log space.
 
-    Underflows to exactly 0 for points the decoder explains poorly; the book
-    works with the log.
+    The average is taken over log-densities with the log-sum-exp,
+    :math:`\\log \\hat p_K(x) = \\operatorname{logsumexp}_k \\log p(x \\mid z_k) - \\log K`,
+    and only the result is exponentiated: :math:`\\hat p_K(x)` itself is
+    returned, which still underflows to exactly 0 for points the decoder
+    explains poorly (the book works with the log). The same K prior samples
+    serve every row of ``x``. Runs under ``torch.no_grad()``.
+
+    Args:
+        decoder: :math:`f_\\theta`: a model with ``latent_dim``, ``decode`` and ``noise_std`` (a whole
+            :class:`labcode.VAE`) gives the latent size and the decoding; any other ``nn.Module`` is called
+            directly, and its latent size is the input size of its first ``nn.Linear``.
+        x: (batch, data_dim) points.
+        n_samples: :math:`K > 0`.
+        noise_std: :math:`\\sigma_x > 0`.
+        generator: source of the prior samples.
+
+    Returns:
+        (batch,) estimates of :math:`p(x)`.
     """
     return log_marginal_likelihood_mc(decoder, x, n_samples, noise_std, generator=generator).exp()
 
