@@ -83,11 +83,6 @@ class ChecklistItem:
         return CHAPTER_TITLES[self.chapter]
 
     @property
-    def hints(self) -> tuple[str, ...]:
-        """The ``TODO`` steps, under the name the grader's crash hint reads (``runner.check_function``)."""
-        return self.steps
-
-    @property
     def doc(self) -> str:
         """The reference's docstring, shown in the student's stub."""
         if self.name == "compute_elbo":
