@@ -1,6 +1,7 @@
 """Run ``jupyter-book build`` with a quiet, readable log: what ``scripts/build-book.sh`` and ``build-pdf.sh`` run.
 
-Usage: .venv/bin/python scripts/build_book.py [--book DIR] [--no-sync] [JUPYTER-BOOK BUILD ARGUMENTS...]
+Usage: .venv/bin/python scripts/build_book.py [--book DIR] [--no-sync] [--edition {full,student}]
+                                             [JUPYTER-BOOK BUILD ARGUMENTS...]
 
 1. Brings the chapters' notebooks up to date first (``scripts/sync_notebooks.py``: each ``book/*.ipynb`` and its
    Colab install cell), so a new or renamed chapter never goes out without them (``--no-sync`` skips it; it is
@@ -11,6 +12,9 @@ Usage: .venv/bin/python scripts/build_book.py [--book DIR] [--no-sync] [JUPYTER-
    warnings, and one closing line. Jupyter Book's banners and Python tracebacks are left out (the exception's
    last line is kept); ``-v`` shows everything.
 3. The whole log, always verbose enough to debug, goes to ``DIR/_build/build.log``.
+4. ``--edition student`` (or ``LABCODE_EDITION=student``) builds the student edition of the site, without the
+   lab's reference implementations, into ``DIR/_build/student/_build/html`` (its log beside it) from the full
+   edition's execution cache (``_ext/labcode_build/edition.py``); the default is the full edition.
 
 Exit status: ``jupyter-book``'s (0 when the build succeeded).
 """
@@ -136,14 +140,27 @@ def main() -> int:
     parser = ArgumentParser(prog="build_book.py", description=__doc__.split("\n\n")[0], add_help=True)
     parser.add_argument("--book", type=Path, default=ROOT, help="the book's folder (default: this repository)")
     parser.add_argument("--no-sync", action="store_true", help="do not bring the chapter notebooks up to date first")
+    sys.path.insert(0, str(ROOT / "_ext"))
+    from labcode_build import edition as editions
+    parser.add_argument("--edition", choices=editions.EDITIONS,
+                        help=f"full (the default) or student: without the lab's reference implementations, into "
+                             f"_build/{editions.STUDENT_FOLDER}/_build/html (default: ${editions.EDITION_ENV}, else full)")
     args, rest = parser.parse_known_args()
     book = args.book.resolve()
     if not (book / "_config.yml").is_file():
         raise UsageError(f"{args.book}: not a book (no _config.yml)")
+    try:
+        edition = args.edition or editions.edition_from_env()
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    output = editions.path_output(book, edition)
+    if output is not None:
+        if any(a == "--path-output" or a.startswith("--path-output=") for a in rest):
+            raise UsageError(f"the {edition} edition has its own folder ({output}): leave out --path-output")
+        rest = ["--path-output", str(output), *rest]
     verbose = any(a in ("-v", "-vv", "-vvv", "--verbose") for a in rest)
     # The checkout's build lock, before anything writes (the notebooks, the log): the extension inside
-    # jupyter-book sees from LOCK_HANDOFF_ENV that its parent holds it.
-    sys.path.insert(0, str(ROOT / "_ext"))
+    # jupyter-book sees from LOCK_HANDOFF_ENV that its parent holds it. Both editions share it (and the cache).
     from labcode_build.safety import LOCK_HANDOFF_ENV, acquire_build_lock
     from labcode_build.worker import term_with_parent
     lock = acquire_build_lock(book / "_build")
@@ -153,10 +170,11 @@ def main() -> int:
             return sync.returncode
     jb = Path(sys.executable).parent / "jupyter-book"
     command = [str(jb), "build", str(book), "-W", "-n", "--keep-going", *([] if verbose else ["-q"]), *rest]
-    log_path = book / "_build" / "build.log"
+    log_path = editions.build_dir(book, edition) / "build.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env[LOCK_HANDOFF_ENV] = f"{os.getpid()}:{lock}"
+    env[editions.EDITION_ENV] = edition
     if sys.stderr.isatty():
         env["LABCODE_PROGRESS"] = "1"       # the extension draws its live progress line through our pipe
     start = time.monotonic()
@@ -182,7 +200,8 @@ def main() -> int:
     seconds = time.monotonic() - start
     shown = os.path.relpath(log_path)
     if status == 0:
-        print(f"the build succeeded in {seconds:.0f} s (the whole log: {shown})", file=sys.stderr)
+        where = "" if edition == "full" else f"; the {edition} edition is in {os.path.relpath(log_path.parent)}"
+        print(f"the build succeeded in {seconds:.0f} s (the whole log: {shown}{where})", file=sys.stderr)
     else:
         print(f"the build failed (exit status {status}, {seconds:.0f} s); the whole log, with every traceback: "
               f"{shown}", file=sys.stderr)

@@ -105,3 +105,20 @@ def test_deploy_waits_for_the_build_and_the_tests() -> None:
     deploy = load()["jobs"]["deploy"]
     assert set(deploy["needs"]) == {"gpu-build", "test"}
     assert "always()" not in deploy["if"] and "failure()" not in deploy["if"]
+
+
+def test_the_student_edition_is_published_only_when_asked() -> None:
+    """SITE_EDITION=student builds the student edition after the full one (whose cache it uses) and uploads it instead
+    of the full site; without the variable the full site is uploaded and no student edition is built."""
+    steps = load()["jobs"]["gpu-build"]["steps"]
+    runs = [step.get("run", "") for step in steps]
+    student = next(i for i, step in enumerate(steps) if "--edition student" in step.get("run", ""))
+    assert steps[student]["if"] == "vars.SITE_EDITION == 'student'"
+    assert runs.index("bash scripts/build-book.sh") < student
+    upload = next(i for i, step in enumerate(steps) if "upload-pages-artifact@" in step.get("uses", ""))
+    assert student < upload
+    assert steps[upload]["with"]["path"] == ("${{ vars.SITE_EDITION == 'student' && '_build/student/_build/html' "
+                                             "|| '_build/html' }}")
+    sys.path.insert(0, str(ROOT / "_ext"))
+    from labcode_build.edition import build_dir
+    assert build_dir(ROOT, "student") / "html" == ROOT / "_build" / "student" / "_build" / "html"   # what it uploads

@@ -48,6 +48,10 @@ that a plain ``jupyter-book build .`` uses it:
    rebuilt; a build that does not succeed puts the last good site, doctrees
    and executed notebooks back (its own pages are kept in ``<site>.failed``).
 
+8. builds the edition ``LABCODE_EDITION`` asks for (``edition``): the full
+   edition, or the student edition without the lab's reference implementations,
+   in its own folder and from the same execution cache.
+
 Environment: ``LABCODE_BUILD_WORKERS`` sets the number of parallel
 executions (default: the number of cores; 1 = serial);
 ``LABCODE_BUILD_LOCK_TIMEOUT`` how long a second build waits (seconds, default 3600).
@@ -63,7 +67,7 @@ the same cache, but not the device; ``{execution-report}`` adds it.
 The package: ``fingerprints`` (what outputs depend on), ``paths`` (where the build keeps its
 state), ``execution`` (dropping stale entries, parallel execution, failures), ``worker`` (one
 chapter's execution in its own process), ``safety`` (the build lock, damaged state), ``report``
-(glued values, the execution report); ``setup`` below only wires them.
+(glued values, the execution report), ``edition`` (the student edition); ``setup`` below only wires them.
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ from pathlib import Path
 
 from sphinx.application import Sphinx
 
-from . import archive
+from . import archive, edition
 from .execution import (
     TIMEOUT_FACTOR,
     TIMEOUT_FLOOR,
@@ -91,9 +95,10 @@ __all__ = ["glued_values", "setup"]
 
 
 def setup(app: Sphinx) -> dict:
-    build_dir = Path(app.doctreedir).parent
+    edition.setup(app)
+    build_dir = edition.shared_build_dir(app)   # the student edition's lock and last-good copy are the full edition's
     acquire_build_lock(build_dir)   # before Sphinx loads its saved environment
-    protect_outputs(build_dir, [Path(app.outdir), Path(app.doctreedir), build_dir / "jupyter_execute"])
+    protect_outputs(build_dir, [Path(app.outdir), Path(app.doctreedir), Path(app.outdir).parent / "jupyter_execute"])
     patch_mystnb()
     app.add_config_value("labcode_timeout_factor", TIMEOUT_FACTOR, "")
     app.add_config_value("labcode_timeout_floor", TIMEOUT_FLOOR, "")
