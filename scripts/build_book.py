@@ -154,6 +154,11 @@ def main() -> int:
     except ValueError as err:
         raise UsageError(str(err)) from None
     output = editions.path_output(book, edition)
+    builder = next((a.split("=", 1)[1] if "=" in a else rest[i + 1] for i, a in enumerate(rest)
+                    if (a == "--builder" and i + 1 < len(rest)) or a.startswith("--builder=")), "html")
+    if edition != "full" and builder != "html":
+        raise UsageError(f"the {edition} edition is a site (HTML) only; the {builder} build is the full edition: "
+                         f"unset {editions.EDITION_ENV} or leave out --edition")
     if output is not None:
         if any(a == "--path-output" or a.startswith("--path-output=") for a in rest):
             raise UsageError(f"the {edition} edition has its own folder ({output}): leave out --path-output")

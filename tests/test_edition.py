@@ -165,7 +165,9 @@ def test_edition_option_is_checked() -> None:
     for command, environ, message in (
             ([*BUILD_BOOK, "--edition", "teacher"], os.environ, "invalid choice: 'teacher'"),
             (BUILD_BOOK, env, "LABCODE_EDITION must be one of full, student, got 'teacher'"),
-            ([*BUILD_BOOK, "--edition", "student", "--path-output", "/tmp/elsewhere"], os.environ, "--path-output")):
+            ([*BUILD_BOOK, "--edition", "student", "--path-output", "/tmp/elsewhere"], os.environ, "--path-output"),
+            ([*BUILD_BOOK, "--edition", "student", "--builder", "pdflatex"], os.environ, "HTML) only"),
+            ([*BUILD_BOOK, "--builder=pdflatex"], {**os.environ, "LABCODE_EDITION": "student"}, "HTML) only")):
         proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=environ, timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert message in proc.stderr
