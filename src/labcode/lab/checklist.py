@@ -154,10 +154,12 @@ CHECKLIST: tuple[ChecklistItem, ...] = (
         idea=(
             "The marginal likelihood p(x) = ∫ p(x | z) p(z) dz = E_{z∼p(z)}[p(x | z)] has no closed form for a "
             "neural decoder, but it is an expectation under a distribution we can sample: averaging p(x | z_k) "
-            "over K prior samples estimates it without bias. For most z_k the decoder puts x far in its tails, so "
-            "p(x | z_k) is astronomically small, and an average of probabilities underflows to 0. The cure is to "
-            "average in log space, with log-densities and the log-sum-exp, and to exponentiate only the final "
-            "estimate. Its relative error grows as the posterior p(z | x) moves away from the prior, which is why "
+            "over K prior samples estimates it without bias. Densities of data in many dimensions leave the range "
+            "of floating-point numbers in both directions: for most z_k the decoder puts x far in its tails and "
+            "p(x | z_k) underflows to 0 (below about e^−103 in float32), and a narrow decoder near x gives densities "
+            "that overflow to inf (above about e^88.7), while their logarithms are ordinary numbers. So average in "
+            "log space, with log-densities and the log-sum-exp, and exponentiate only the final estimate (the book "
+            "keeps log p̂ itself, which stays finite even where p̂ cannot be represented). Its relative error grows as the posterior p(z | x) moves away from the prior, which is why "
             "variational inference samples from a learned q(z | x) instead."
         ),
         formula=(
@@ -237,7 +239,8 @@ CHECKLIST: tuple[ChecklistItem, ...] = (
             "Turn the four arguments into tensors, so that Python numbers work with tensor functions and mixed "
             "shapes broadcast.",
             "Compute the three terms: the log of σ₂ over σ₁ (in that order), the variance plus the squared mean "
-            "difference over twice σ₂², and the constant −½.",
+            "difference over twice σ₂², and the constant −½. (The docstring's expm1 form is the same value, "
+            "rearranged to stay accurate when σ₁ ≈ σ₂; either form passes.)",
             "Return their sum, elementwise, in the broadcast shape of the inputs. Check KL(p ‖ p) = 0, and that "
             "swapping p and q changes the value.",
         ),
