@@ -6,7 +6,8 @@ Grades, with ``python -m labcode.grade FOLDER --csv ... --jobs N``: one correct
 submission alone (the time a student's grading takes), the generated class of
 ``tests/test_grade_batch.py`` (correct, partially correct, untouched and every
 pathology, with the test's time and memory limits) and a class of only correct
-submissions (``--copies`` copies of the solution in ``tests/test_grade.py``).
+submissions (``--copies`` copies of the solution in ``tests/test_grade_endtoend.py``, which passes the
+eleven checks and the end-to-end row).
 Prints submissions per minute for each, with the machine's load average
 (other work on the machine slows the grader down).
 """
@@ -24,8 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]   # this checkout's labcode and the tests' class
-from test_grade import SOLUTION  # noqa: E402
 from test_grade_batch import MEMORY_MB, TIMEOUT, write_class  # noqa: E402
+from test_grade_endtoend import SOLUTION  # noqa: E402
 
 
 def grade(folder: Path, jobs: int, *extra: str) -> tuple[float, int]:

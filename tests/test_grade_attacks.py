@@ -125,8 +125,9 @@ def test_attacks_get_the_status_they_earn(attacked):
     for row in rows:
         name = row[0].removeprefix(f"{folder}/")
         _, status, reason, passes = ATTACKS[name]
-        assert row[13] == status and reason in row[14], (name, row)
+        assert row[14] == status and reason in row[15], (name, row)
         assert {n for n, mark in zip(NAMES, row[1:12], strict=True) if mark == "pass"} == passes, (name, row)
+        assert row[12] == "fail", (name, row)                       # none defines all eleven functions
     shared = (attacked["base"] / "grades" / "shared_reply.py.txt").read_text()
     assert float(shared.splitlines()[3].split()[1]) < 15           # it took the grader minutes or forever
     print(f"graded {len(ATTACKS)} attacks in {attacked['seconds']:.0f} s")
@@ -214,7 +215,7 @@ def test_the_csv_and_reports_take_any_file_name(tmp_path):
         rows = list(csv.reader(f))[1:]
     assert [r[0] for r in rows] == [csv_row(g)[0] for g in graded]
     assert rows[0][0].endswith("caf\\udce9.py") and rows[1][0].endswith('a,b "q".py')
-    assert rows[2][0].endswith("new\\nline.py") and rows[2][14] == "called exit(0)\\nbob.py  11/11\\x1b[31m"
+    assert rows[2][0].endswith("new\\nline.py") and rows[2][15] == "called exit(0)\\nbob.py  11/11\\x1b[31m"
     for file in write_reports(graded, tmp_path / "reports"):
         text = file.read_text(encoding="utf-8")
         assert "\x1b" not in text and text.splitlines()[2].startswith("reason: called exit(0)\\nbob.py")

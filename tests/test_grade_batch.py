@@ -4,8 +4,9 @@ A generated class of submissions (correct, partially correct, untouched, and
 every pathology of issue 14: endless loops, exit() and os._exit() in cells and
 functions, segfaults, memory blow-ups, attacks on the grader, fake reports,
 broken files, calls to labcode's own implementation) is graded with two jobs;
-the CSV must be exactly what each submission's functions earn, with the
-status and reason that say what happened, and no worker process may survive.
+the CSV must be exactly what each submission's functions earn, the end-to-end
+row included, with the status and reason that say what happened, and no worker
+process may survive.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from labcode.lab.protocol import (
     write_message,
 )
 from labcode.lab.sandbox import STATUSES, grade_submission, read_submission
-from test_grade import PLANTED_BUGS, SOLUTION
+from test_grade import PLANTED_BUGS
+from test_grade_endtoend import SOLUTION
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = [item.name for item in CHECKLIST]
@@ -44,8 +46,8 @@ ALL = frozenset(NAMES)
 #: the solution without analyze_beta_vae (the slowest check): pathologies grade in a few seconds
 FAST = SOLUTION[: SOLUTION.index("def analyze_beta_vae")]
 NOT_DEFINED = frozenset({"analyze_beta_vae"})
-#: the class's time limit: a correct submission takes 5-10 s here with two at once (up to 15 s on a busy machine);
-#: the two endless loops, graded side by side, use all of it
+#: the class's time limit: a correct submission takes 4-6 s here with two at once, the end-to-end row 1 s of it
+#: (up to 15 s on a busy machine); the two endless loops, graded side by side, use all of it
 TIMEOUT = 45
 MEMORY_MB = 1024
 
@@ -115,7 +117,10 @@ def _fails(*names: str) -> frozenset[str]:
     return frozenset(names)
 
 
-#: submission -> (how to write it, the functions that fail, status, a substring of the reason)
+#: submission -> (how to write it, the functions that fail, status, a substring of the reason). Every submission
+#: fails the end-to-end row except :data:`END_TO_END_PASSES`: a planted bug fails it (tests/test_grade_endtoend.py),
+#: and the rest lack a function (FAST has no analyze_beta_vae; the untouched edition's are TODOs; the attacks define
+#: none or replace one), were stopped (time, exit, crash, memory) or were never run (the file's status)
 CLASS = {
     "correct.py": (lambda p: _module(p, SOLUTION), _fails(), "graded", ""),
     "correct_nb.ipynb": (lambda p: _notebook(p, *SOLUTION.split("\n\n\n")), _fails(), "graded", ""),
@@ -172,6 +177,8 @@ CLASS = {
     "notes.txt": (lambda p: p.write_text("see attached"), ALL, "not-a-notebook", "notes.txt is not a notebook"),
     "plot.png": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64)), ALL, "not-a-notebook", "not a notebook"),
 }
+#: the submissions whose eleven functions, run together, pass the end-to-end row: the three correct ones
+END_TO_END_PASSES = frozenset({"correct.py", "correct_nb.ipynb", "correct_myst.md"})
 #: files a folder of submissions may hold that are not submissions
 SKIPPED = (".ipynb_checkpoints/correct_nb-checkpoint.ipynb", "__pycache__/x.cpython-311.pyc", ".hidden.py")
 
@@ -240,8 +247,9 @@ def test_class_csv_is_exact(graded_class):
         marks = dict(zip(NAMES, row[1:12], strict=True))
         assert {n for n, mark in marks.items() if mark == "fail"} == fails, (name, row)
         assert set(marks.values()) <= {"pass", "fail"}, (name, row)
-        assert row[12:14] == [str(len(NAMES) - len(fails)), status], (name, row)
-        assert reason in row[14] and (reason or row[14] == ""), (name, row)
+        assert row[12] == ("pass" if name in END_TO_END_PASSES else "fail"), (name, row)
+        assert row[13:15] == [str(len(NAMES) - len(fails)), status], (name, row)
+        assert reason in row[15] and (reason or row[15] == ""), (name, row)
 
 
 def test_class_leaves_no_process_and_no_folder_behind(graded_class):
@@ -255,7 +263,8 @@ def test_class_reports(graded_class):
     assert "alice__lab3.ipynb.txt" in files and "correct.py.txt" in files and len(files) == len(CLASS)
     text = (reports / "os_exit_function.py.txt").read_text()
     assert text.startswith(f"submission: {folder / 'os_exit_function.py'}\nstatus: exited\nreason: monte_carlo_kl")
-    assert "Score: 9/11" in text
+    assert "Score: 9/11" in text and "End to end (your eleven functions together): FAIL: needs all eleven" in text
+    assert "End to end (your eleven functions together): pass: " in (reports / "correct.py.txt").read_text()
     attack = (reports / "attack_checks.ipynb.txt").read_text()
     assert attack.rstrip().endswith("Score: 0/11") and "ok" not in attack.split("Score")[0].split()
     assert "note: cell 2 raised SystemExit: 1" in (reports / "exit_cell.ipynb.txt").read_text()
@@ -288,7 +297,7 @@ def test_endless_loop_in_a_function_times_out(tmp_path):
     assert proc.returncode == 1
     assert time.monotonic() - start < 60
     assert proc.stdout.startswith("status: timeout: time limit (6 s) reached in sample_prior")
-    assert proc.stdout.count("time limit (6 s) reached") == 1 + len(NAMES)
+    assert proc.stdout.count("time limit (6 s) reached") == 1 + len(NAMES) + 1     # the status, the rows, end to end
     assert _processes_with(f"TMPDIR={tmp_path / 'tmp'}") == []
 
 

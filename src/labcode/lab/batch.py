@@ -11,12 +11,13 @@ with a wall-clock limit (``--timeout``) and a memory limit (``--memory``);
 
 One path that is not a folder and neither ``--csv`` nor ``--reports``: the
 grading table is printed (after a status line when the status is not
-``graded``) and the exit status is 0 only if all eleven checks pass, 1
-otherwise.
+``graded``) and the exit status is 0 only if all eleven checks and the
+end-to-end row (:mod:`labcode.lab.endtoend`) pass, 1 otherwise.
 
 Otherwise (a batch): every submission ends in one row of the CSV
 (:data:`CSV_COLUMNS`: the path, ``pass``/``fail`` per checklist function, the
-score, the status of :data:`labcode.lab.sandbox.STATUSES` and the reason), rows
+end-to-end row's ``pass``/``fail``, the score of the eleven, the status of
+:data:`labcode.lab.sandbox.STATUSES` and the reason), rows
 sorted by path, and in one report file (the table with the path, status,
 reason and time) in the reports folder: ``--reports DIR``, by default the CSV's
 path without its suffix (``grades.csv`` -> ``grades/``), named after the
@@ -53,6 +54,7 @@ import torch
 
 from .checklist import CHECKLIST
 from .checks import CHECKS
+from .endtoend import END_TO_END, EXPECTED
 from .runner import Result, printable
 from .sandbox import (
     DEFAULT_MEMORY_MB,
@@ -66,9 +68,9 @@ from .sandbox import (
 #: the longest report file name before ``.txt``, in bytes (file systems allow 255)
 MAX_REPORT_NAME_BYTES = 200
 
-#: the CSV's header: the submission's path, one pass/fail column per checklist function, the score, the status
-#: and the reason
-CSV_COLUMNS = ("submission", *(item.name for item in CHECKLIST), "score", "status", "reason")
+#: the CSV's header: the submission's path, one pass/fail column per checklist function, the end-to-end row's
+#: pass/fail, the score of the eleven, the status and the reason
+CSV_COLUMNS = ("submission", *(item.name for item in CHECKLIST), END_TO_END, "score", "status", "reason")
 
 
 def collect_submissions(paths: Iterable[str | Path]) -> list[Path]:
@@ -102,7 +104,8 @@ def _safe_grade(path: Path, timeout: float, memory_mb: int, stop: threading.Even
         reason = f"the grader failed: {type(err).__name__}: {err}"[:500]
         results = tuple(Result(item.name, False, "not graded (error)", CHECKS[item.name][1], "grade it again")
                         for item in CHECKLIST)
-        return Graded(path, results, (), "error", reason, time.monotonic() - start)
+        end_to_end = Result(END_TO_END, False, "not graded (error)", EXPECTED, "grade it again")
+        return Graded(path, results, (), "error", reason, time.monotonic() - start, end_to_end)
 
 
 def grade_class(paths: Iterable[Path], *, jobs: int = 1, timeout: float = DEFAULT_TIMEOUT,
@@ -143,7 +146,8 @@ def csv_row(graded: Graded) -> list[str]:
         raise TypeError(f"graded must be a Graded, got {type(graded).__name__}")
     passed = {r.name: r.passed for r in graded.results}
     return [printable(str(graded.path)), *("pass" if passed.get(item.name) else "fail" for item in CHECKLIST),
-            str(graded.score), graded.status, printable(graded.reason)]
+            "pass" if graded.end_to_end_passed else "fail", str(graded.score), graded.status,
+            printable(graded.reason)]
 
 
 def write_csv(graded: Iterable[Graded], path: str | Path) -> None:
@@ -201,6 +205,10 @@ def write_reports(graded: list[Graded], directory: str | Path) -> list[Path]:
     return files
 
 
+def _mark(graded: Graded) -> str:
+    return "pass" if graded.end_to_end_passed else "FAIL"
+
+
 def _positive(kind: type, minimum: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
@@ -217,7 +225,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m labcode.grade",
         description="Grade the lab's submissions, each in a process of its own: one file prints its grading table "
-                    "(exit status 0 only for 11/11); a batch writes a CSV row and a report per submission.")
+                    "(exit status 0 only for 11/11 and the end-to-end row); a batch writes a CSV row and a report "
+                    "per submission.")
     parser.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION",
                         help="a notebook (.ipynb, MyST .md), a module (.py) or a folder of them")
     parser.add_argument("--csv", type=Path, help="write the grades here, one row per submission")
@@ -249,11 +258,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {printable(graded.reason)}", file=sys.stderr)
             return 2
         print(format_graded(graded))
-        return 0 if graded.score == len(CHECKLIST) else 1
+        return 0 if graded.complete else 1
 
     def progress(g: Graded, done: int, total: int) -> None:
-        print(f"[{done}/{total}] {printable(str(g.path))}: {g.score}/{len(CHECKLIST)} {g.status} ({g.seconds:.1f} s)",
-              file=sys.stderr, flush=True)
+        print(f"[{done}/{total}] {printable(str(g.path))}: {g.score}/{len(CHECKLIST)}, end to end "
+              f"{_mark(g)}, {g.status} ({g.seconds:.1f} s)", file=sys.stderr, flush=True)
 
     try:
         graded = grade_class(paths, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory, progress=progress)
@@ -268,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [csv_row(g) for g in graded]                   # the path and the reason as printable text
     width = max(len(row[0]) for row in rows)
     for g, row in zip(graded, rows, strict=True):
-        print(f"{row[0].ljust(width)}  {g.score:>2}/{len(CHECKLIST)}  {g.status}" + (f"  {row[-1]}" if row[-1] else ""))
+        print(f"{row[0].ljust(width)}  {g.score:>2}/{len(CHECKLIST)}  end to end {_mark(g)}  {g.status}"
+              + (f"  {row[-1]}" if row[-1] else ""))
     written = [f"grades in {args.csv}"] if args.csv else []
     written += [f"reports in {reports}/"] if reports else []
     if written:

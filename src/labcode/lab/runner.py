@@ -8,7 +8,10 @@ shell lines (``%...``, ``!...``), and a cell that raises is recorded and skipped
 function is rebuilt with a copy of the namespace in which the *other* ten
 names are ``labcode``'s reference implementations, so a bug in one function
 fails only its own check. A crash (``NotImplementedError`` included) fails
-that check and the next one runs.
+that check and the next one runs. After the eleven, the **end-to-end row**
+(:mod:`labcode.lab.endtoend`) trains and evaluates a small VAE with the
+student's functions as they are, calling each other, and compares with
+``labcode``; it is reported on its own line, apart from the score of the eleven.
 
 The checks (:mod:`labcode.lab.checks`) compare against independent references (``torch.distributions``,
 closed forms, ``labcode``) with a seeded ``torch.Generator`` and a stated
@@ -71,6 +74,17 @@ class Result:
     expected: str
     hint: str = ""
     seconds: float = 0.0
+
+
+class Grades(list):
+    """The eleven rows of :func:`grade_namespace`, a list in checklist order, and the end-to-end row.
+
+    Attributes:
+        end_to_end: the :class:`Result` named ``"end_to_end"`` (:mod:`labcode.lab.endtoend`), or ``None`` when
+            it was not run; :func:`format_report` prints it on a line of its own.
+    """
+
+    end_to_end: Result | None = None
 
 
 
@@ -156,17 +170,18 @@ def check_function(name: str, f: Callable) -> Result:
     return replace(result, seconds=time.perf_counter() - start)
 
 
-def grade_namespace(ns: Mapping[str, Any]) -> list[Result]:
+def grade_namespace(ns: Mapping[str, Any], *, end_to_end: bool = True) -> Grades:
     """Grade the eleven checklist functions found in ``ns`` (a student's globals); one :class:`Result` each.
 
-    Called from a cell of a notebook that the grader is executing, it returns
-    ``[]`` (that notebook is graded once, after all its cells have run).
+    With ``end_to_end`` the result's ``end_to_end`` is the end-to-end row (:func:`grade_end_to_end`), run
+    after the eleven. Called from a cell of a notebook that the grader is executing, it returns an empty
+    :class:`Grades` (that notebook is graded once, after all its cells have run).
     """
     if not isinstance(ns, Mapping):
         raise TypeError(f"ns must be a mapping (a namespace such as globals()), got {type(ns).__name__}")
     if _executing_student_code:
-        return []
-    results = []
+        return Grades()
+    results = Grades()
     with _grading_threads():
         for item in CHECKLIST:
             if item.name not in ns:
@@ -175,7 +190,47 @@ def grade_namespace(ns: Mapping[str, Any]) -> list[Result]:
                 results.append(not_a_function(item.name, type(ns[item.name]).__name__))
             else:
                 results.append(check_function(item.name, isolated(item.name, ns)))
+    if end_to_end:
+        results.end_to_end = grade_end_to_end(ns, results)
     return results
+
+
+def incomplete(names: Mapping[str, str], results: list[Result] = ()) -> tuple[str, str] | None:
+    """``(name, why)`` of the first checklist function the end-to-end row cannot run without, or ``None``.
+
+    ``names`` maps each checklist name to ``"function"``, ``"missing"`` or ``"not a function: TYPE"``
+    (:func:`namespace_states`); ``results`` (the eleven rows) tell a function that still raises
+    ``NotImplementedError``.
+    """
+    for item in CHECKLIST:
+        state = names.get(item.name, "missing")
+        if state != "function":
+            return item.name, "is not defined" if state == "missing" else f"is {state}"
+    for r in results:
+        if r.measured.startswith(("not implemented", "NotImplementedError")):
+            return r.name, "is not implemented"
+    return None
+
+
+def namespace_states(ns: Mapping[str, Any]) -> dict[str, str]:
+    """Each checklist name's state in ``ns``: ``"function"``, ``"missing"`` or ``"not a function: TYPE"``."""
+    return {item.name: ("missing" if item.name not in ns else "function" if callable(ns[item.name])
+                        else f"not a function: {type(ns[item.name]).__name__}") for item in CHECKLIST}
+
+
+def grade_end_to_end(ns: Mapping[str, Any], results: list[Result] = ()) -> Result:
+    """The end-to-end row for ``ns``: :func:`labcode.lab.endtoend.run_pipeline` on the student's own functions
+    (not isolated), judged by :func:`~labcode.lab.endtoend.check_end_to_end`. A function that is missing, or
+    whose row in ``results`` says it is not implemented, fails the row at once."""
+    from .endtoend import check_end_to_end, needs_all, run_pipeline  # here: endtoend imports this module
+
+    start = time.perf_counter()
+    missing = incomplete(namespace_states(ns), results)
+    if missing is not None:
+        return needs_all(*missing)
+    with _grading_threads():
+        result = check_end_to_end(run_pipeline(ns))
+    return replace(result, seconds=time.perf_counter() - start)
 
 
 @dataclass(frozen=True)
@@ -284,8 +339,10 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def format_report(results: list[Result], errors: list[CellError] = ()) -> str:
-    """The grading table (function, result, measured, expected, hint on failure) and the score."""
+def format_report(results: list[Result], errors: list[CellError] = (), end_to_end: Result | None = None) -> str:
+    """The grading table (function, result, measured, expected, hint on failure), the end-to-end row on a line of
+    its own (``end_to_end``, else ``results.end_to_end`` when ``results`` is :class:`Grades`) and the score of
+    the eleven."""
     lines = []
     for err in errors:
         lines.append(f"note: cell {err.index} raised {_clip(err.error, 100)}")
@@ -303,5 +360,18 @@ def format_report(results: list[Result], errors: list[CellError] = ()) -> str:
         lines.append((row + "  " + _line(r.hint)) if not r.passed else row.rstrip())
     score = sum(r.passed for r in results)
     lines.append("")
+    end_to_end = end_to_end if end_to_end is not None else getattr(results, "end_to_end", None)
+    if end_to_end is not None:
+        lines.append(end_to_end_line(end_to_end))
     lines.append(f"Score: {score}/{len(results)}")
     return "\n".join(lines)
+
+
+def end_to_end_line(r: Result) -> str:
+    """The end-to-end row as one line: pass or FAIL, what was measured and, on failure, the expected and the hint."""
+    from .endtoend import EXPECTED, TITLE
+
+    if r.passed:
+        return f"{TITLE}: pass: {_clip(r.measured, 200)}"
+    expected = "" if r.expected == EXPECTED else f" (expected {_clip(r.expected, 120)})"
+    return f"{TITLE}: FAIL: {_clip(r.measured, 300)}{expected}; hint: {_clip(r.hint, 300)}"

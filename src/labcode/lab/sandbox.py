@@ -8,7 +8,13 @@ A check sees the student's function as a :class:`RemoteFunction`: a call sends
 the arguments to the worker (:mod:`labcode.lab.protocol`) and returns what the
 student's function returned there, read back with torch's safe unpickler. A
 check that needs gradients asks the worker for them
-(:func:`labcode.lab.checks.call_with_grad`).
+(:func:`labcode.lab.checks.call_with_grad`). After the eleven, the worker runs
+the end-to-end pipeline (:func:`labcode.lab.endtoend.run_pipeline`) on the
+student's functions as they are and sends back its plain values (a small
+model's ``state_dict`` and numbers), which
+:func:`~labcode.lab.endtoend.check_end_to_end` judges here: the end-to-end row,
+reported apart from the score of the eleven. A submission without all eleven
+functions, or with one still a TODO, fails that row without running it.
 
 One wall-clock budget (``timeout``) covers the whole submission: every wait on
 the worker polls with the time that is left. When it runs out the worker's
@@ -39,7 +45,9 @@ one printable line each (:func:`~labcode.lab.runner.printable`). A call,
 while function X is being graded, to ``labcode``'s own implementation of X
 (its reference, and for ``compute_elbo``, ``likelihood_given_z`` and
 ``approximate_marginal_likelihood`` the ``labcode`` function it wraps) is caught
-by a tripwire in the worker and fails X with status ``uses-reference``.
+by a tripwire in the worker and fails X with status ``uses-reference``. While
+the end-to-end pipeline runs, a call from the student's code to *any* of them
+fails the end-to-end row ("uses labcode's own code") without that status.
 
 Not guarded:
 
@@ -61,8 +69,10 @@ Not guarded:
   submission's to choose: besides its functions' values, the gradients a
   check asks for (a ``reparameterize`` computed under ``torch.no_grad()``
   passes if a cell replaces the worker's ``call_with_grad``), the
-  ``requires_grad`` of a result, and the tripwire (a cell can rewrite the
-  worker's replies, reach the unwrapped reference through ``__wrapped__`` or
+  ``requires_grad`` of a result, the end-to-end pipeline's values (a cell can
+  replace the worker's pipeline by one that runs ``labcode``'s functions), and
+  the tripwires (a cell can rewrite the worker's replies, remove the profile
+  hook, reach the unwrapped reference through ``__wrapped__`` or
   ``importlib.reload``, or copy ``labcode``'s source; helpers such as
   ``lc.gaussian_log_density`` are not wrapped);
 - the time limit is checked between messages: reading the last reply (its
@@ -83,7 +93,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +101,7 @@ import labcode
 
 from .checklist import CHECKLIST
 from .checks import CHECKS, CheckFailed
+from .endtoend import END_TO_END, EXPECTED, PLAN, check_end_to_end, needs_all
 from .protocol import ReplyError, decode_reply, encode_request, read_message, write_message
 from .runner import (
     MAX_MESSAGE_CHARS,
@@ -98,13 +109,15 @@ from .runner import (
     Result,
     check_function,
     format_report,
+    incomplete,
     not_a_function,
     not_defined,
     printable,
 )
 
-#: wall-clock seconds per submission. A correct submission takes about 5 s here (2-core CPU, one at a time;
-#: about 8 s each with two at once): the default leaves room for slow machines and long cells
+#: wall-clock seconds per submission. A correct submission graded alone takes about 8 s of CPU here (2-core
+#: CPU), 2.5 s of it the end-to-end row (half that in a batch, where labcode's reference run is shared); 30 of
+#: them with two jobs take 73 s: the default leaves room for slow machines and long cells
 DEFAULT_TIMEOUT = 60.0
 #: memory limit of the worker in MB (its data segment: RLIMIT_DATA). The worker needs about 250 MB
 DEFAULT_MEMORY_MB = 2048
@@ -127,7 +140,7 @@ STATUSES = {
     "memory": "a cell or a function ran out of memory (the worker's memory limit)",
     "crashed": "the worker was killed by a signal (a segfault, for example) or sent a reply that breaks the protocol",
     "exited": "a cell or a function ended the worker process (os._exit), or a function called exit()",
-    "uses-reference": "a function called labcode's own implementation of itself",
+    "uses-reference": "a function called labcode's own implementation of itself (in its own check)",
     "syntax-error": "a cell does not compile; the rest was graded",
     "graded": "every check ran",
 }
@@ -162,6 +175,7 @@ class Graded:
         status: one of :data:`STATUSES`.
         reason: what happened, in words (``""`` for ``graded``).
         seconds: wall-clock time.
+        end_to_end: the end-to-end row (``None`` only for a ``Graded`` built without it: a failed row).
     """
 
     path: Path
@@ -170,10 +184,21 @@ class Graded:
     status: str
     reason: str
     seconds: float
+    end_to_end: Result | None = None
 
     @property
     def score(self) -> int:
+        """The number of the eleven checks that passed."""
         return sum(r.passed for r in self.results)
+
+    @property
+    def end_to_end_passed(self) -> bool:
+        return self.end_to_end is not None and self.end_to_end.passed
+
+    @property
+    def complete(self) -> bool:
+        """Whether all eleven checks and the end-to-end row passed (the exit status 0 of single-file grading)."""
+        return self.score == len(CHECKLIST) and self.end_to_end_passed
 
 
 # --------------------------------------------------------------------------- reading the file
@@ -493,8 +518,9 @@ class _Session:
 
     def call(self, name: str, args: tuple, kwargs: dict[str, Any],
              wrt: tuple[int, ...] | None) -> tuple[Any, Any]:
-        """``(value, gradients)`` of the student's ``name`` in the worker; a fault or the student's error raises."""
-        expected = CHECKS[name][1]
+        """``(value, gradients)`` of the student's ``name`` (or the end-to-end pipeline) in the worker; a fault or
+        the student's error raises."""
+        expected = EXPECTED if name == END_TO_END else CHECKS[name][1]
         if self.fatal is None and self.worker is None:
             self.start()
         if self.fatal is not None:
@@ -584,6 +610,26 @@ def _grade_item(session: _Session, name: str) -> Result:
     return check_function(name, RemoteFunction(session, name))
 
 
+def _grade_end_to_end(session: _Session, results: tuple[Result, ...]) -> Result:
+    """The end-to-end row: the pipeline in the worker, judged here; at once when a function is missing or a TODO."""
+    start = time.monotonic()
+    if session.fatal is not None:
+        _, measured, hint = session.fatal
+        return Result(END_TO_END, False, measured, EXPECTED, hint)
+    missing = incomplete(session.names or {}, results)
+    if missing is not None:
+        return needs_all(*missing)
+    try:
+        pipeline, _ = session.call(END_TO_END, (PLAN,), {}, None)
+    except WorkerFault as fault:
+        return Result(END_TO_END, False, fault.measured, EXPECTED, fault.hint)
+    except (RemoteError, NotImplementedError) as err:      # only a worker whose pipeline a cell replaced
+        return Result(END_TO_END, False, f"the pipeline raised {type(err).__name__}: {err}", EXPECTED,
+                      "a cell must not replace the grader's pipeline")
+    result = check_end_to_end(pipeline)
+    return replace(result, seconds=time.monotonic() - start)
+
+
 def grade_submission(path: str | Path, *, timeout: float = DEFAULT_TIMEOUT, memory_mb: int = DEFAULT_MEMORY_MB,
                      stop: threading.Event | None = None) -> Graded:
     """Grade one submission file in a worker process (see the module's description); never raises for a bad file.
@@ -606,16 +652,18 @@ def grade_submission(path: str | Path, *, timeout: float = DEFAULT_TIMEOUT, memo
     if submission.cells is None:
         results = tuple(Result(item.name, False, f"not graded ({submission.status})", CHECKS[item.name][1],
                                submission.reason) for item in CHECKLIST)
-        return Graded(path, results, (), submission.status, submission.reason, time.monotonic() - start)
+        end_to_end = Result(END_TO_END, False, f"not graded ({submission.status})", EXPECTED, submission.reason)
+        return Graded(path, results, (), submission.status, submission.reason, time.monotonic() - start, end_to_end)
     with tempfile.TemporaryDirectory(prefix="labcode-grade-", ignore_cleanup_errors=True) as cwd, \
             _Session(submission, cwd, timeout=timeout, memory_mb=memory_mb, stop=stop) as session:
         results = tuple(_grade_item(session, item.name) for item in CHECKLIST)
+        end_to_end = _grade_end_to_end(session, results)
     status, reason = session.verdict()
-    return Graded(path, results, session.errors, status, reason, time.monotonic() - start)
+    return Graded(path, results, session.errors, status, reason, time.monotonic() - start, end_to_end)
 
 
 def format_graded(graded: Graded, *, title: bool = False) -> str:
-    """The report of a graded submission: :func:`labcode.lab.runner.format_report`'s table, after a status line
+    """The report of a graded submission: :func:`labcode.lab.runner.format_report`'s table and end-to-end row, after a status line
     unless the status is ``graded``; with ``title``, after the submission's path, status, reason and time. The
     path and the reason are :func:`~labcode.lab.runner.printable`: one line each, whatever the file's name or the
     student's exception says."""
@@ -628,4 +676,4 @@ def format_graded(graded: Graded, *, title: bool = False) -> str:
         head += [f"time: {graded.seconds:.1f} s", ""]
     else:
         head = [f"status: {graded.status}: {reason}", ""] if graded.status != "graded" else []
-    return "\n".join([*head, format_report(list(graded.results), list(graded.errors))])
+    return "\n".join([*head, format_report(list(graded.results), list(graded.errors), graded.end_to_end)])

@@ -18,7 +18,11 @@ pipes of its own (:mod:`labcode.lab.protocol`). It
    grader (:func:`labcode.lab.runner.isolated`), on the grader's arguments,
    replying with its value (and the gradients the check asked for), the
    exception it raised, the ``exit()`` it called or the memory it ran out
-   of, together with any reference the tripwire saw it call.
+   of, together with any reference the tripwire saw it call; and the
+   end-to-end request (:data:`~labcode.lab.endtoend.END_TO_END`): the
+   pipeline of :func:`labcode.lab.endtoend.run_pipeline` on the namespace's
+   functions as they are, replying with its plain values (which name any
+   reference the student's code called while it ran).
 
 The limits are set here rather than in a ``preexec_fn``: the grader starts
 workers from several threads, and Python documents ``preexec_fn`` as unsafe
@@ -41,8 +45,9 @@ import torch
 
 from .checklist import CHECKLIST
 from .checks import call_with_grad
+from .endtoend import END_TO_END, pass_through, reference_aliases, run_pipeline
 from .protocol import MAX_MESSAGE_BYTES, decode_reply, decode_request, encode_reply, read_message, write_message
-from .runner import error_message, is_out_of_memory, isolated, run_cells
+from .runner import error_message, is_out_of_memory, isolated, namespace_states, run_cells
 
 #: the largest file a submission may write, in MB (RLIMIT_FSIZE)
 MAX_FILE_MB = 256
@@ -79,16 +84,8 @@ def die_with_parent(parent_pid: int) -> None:
 
 def _references() -> dict[int, tuple[str, Callable]]:
     """{id: (checklist name, function)} of each reference and of the ``labcode`` functions that are the same
-    implementation under another name (the appendix "Checklist" lists them next to the lab's names)."""
-    from ..elbo import elbo_terms
-    from ..likelihood import log_likelihood_given_z, log_marginal_likelihood_mc
-    from ..vae import VAE
-
-    pairs = [(item.name, item.reference) for item in CHECKLIST]
-    pairs += [("compute_elbo", VAE.compute_elbo), ("compute_elbo", elbo_terms),
-              ("likelihood_given_z", log_likelihood_given_z),
-              ("approximate_marginal_likelihood", log_marginal_likelihood_mc)]
-    return {id(f): (name, f) for name, f in pairs}
+    implementation under another name (:func:`labcode.lab.endtoend.reference_aliases`)."""
+    return {id(f): (name, f) for name, f in reference_aliases()}
 
 
 def install_tripwires(grading: list[str | None], calls: set[str]) -> int:
@@ -127,16 +124,10 @@ def _tripwire(name: str, f: Callable, grading: list[str | None], calls: set[str]
             calls.add(label)
         return f(*args, **kwargs)
 
-    return wrapper
+    return pass_through(wrapper)
 
 
 # --------------------------------------------------------------------------- the session
-
-def _describe(ns: dict[str, Any], name: str) -> str:
-    if name not in ns:
-        return "missing"
-    return "function" if callable(ns[name]) else f"not a function: {type(ns[name]).__name__}"
-
 
 def _exit_code(code: object) -> str:
     """``repr(code)`` of ``exit(code)``, cut at 100 characters, or the type's name when the ``repr`` fails."""
@@ -146,6 +137,13 @@ def _exit_code(code: object) -> str:
         return f"a {type(code).__name__}"
 
 
+def _isolated(ns: dict[str, Any], functions: dict[str, Callable], name: str) -> Callable:
+    """The student's ``name`` isolated (:func:`~labcode.lab.runner.isolated`), once per check as in process."""
+    if name not in functions:
+        functions[name] = isolated(name, ns)
+    return functions[name]
+
+
 def _answer(ns: dict[str, Any], functions: dict[str, Callable], request: tuple, grading: list[str | None],
            calls: set[str]) -> dict[str, Any]:
     """Call the student's function as ``request = (name, args, kwargs, wrt)`` asks; the reply to send."""
@@ -153,12 +151,12 @@ def _answer(ns: dict[str, Any], functions: dict[str, Callable], request: tuple, 
     calls.clear()
     grading[0] = name
     try:
-        if name not in functions:
-            functions[name] = isolated(name, ns)     # once per check, as the in-process grader does
-        if wrt is None:
-            reply = {"kind": "return", "value": functions[name](*args, **kwargs), "grads": None}
+        if name == END_TO_END:                       # the student's functions as they are, calling each other
+            reply = {"kind": "return", "value": run_pipeline(ns, *args, **kwargs), "grads": None}
+        elif wrt is None:
+            reply = {"kind": "return", "value": _isolated(ns, functions, name)(*args, **kwargs), "grads": None}
         else:
-            value, grads = call_with_grad(functions[name], args, kwargs, wrt)
+            value, grads = call_with_grad(_isolated(ns, functions, name), args, kwargs, wrt)
             reply = {"kind": "return", "value": value, "grads": grads}
     except SystemExit as err:
         reply = {"kind": "exit", "code": _exit_code(err.code)}
@@ -208,7 +206,7 @@ def _serve(read_fd: int, write_fd: int) -> int:
     ns, errors = run_cells(start["cells"], name=start["module"],
                            on_cell=lambda index: send({"kind": "cell", "index": index}))
     send({"kind": "cells", "errors": [[e.index, e.error, e.kind] for e in errors],
-          "names": {item.name: _describe(ns, item.name) for item in CHECKLIST}})
+          "names": namespace_states(ns)})
     functions: dict[str, Callable] = {}
     while True:
         try:
