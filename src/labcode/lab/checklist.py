@@ -159,8 +159,9 @@ CHECKLIST: tuple[ChecklistItem, ...] = (
             "p(x | z_k) underflows to 0 (below about e^−103 in float32), and a narrow decoder near x gives densities "
             "that overflow to inf (above about e^88.7), while their logarithms are ordinary numbers. So average in "
             "log space, with log-densities and the log-sum-exp, and exponentiate only the final estimate (the book "
-            "keeps log p̂ itself, which stays finite even where p̂ cannot be represented). Its relative error grows as the posterior p(z | x) moves away from the prior, which is why "
-            "variational inference samples from a learned q(z | x) instead."
+            "keeps log p̂ itself, which stays finite even where p̂ cannot be represented). Its relative error "
+            "grows as the posterior p(z | x) moves away from the prior, which is why variational inference samples "
+            "from a learned q(z | x) instead."
         ),
         formula=(
             "p̂_K(x) = (1/K) Σ_k p(x | z_k) with z_k ∼ p(z), computed as log p̂_K(x) = logsumexp_k log p(x | z_k) "
