@@ -29,27 +29,7 @@ from labcode.lab.endtoend import (
     watch_references,
 )
 from labcode.lab.runner import Grades, format_report, grade_end_to_end, grade_namespace
-from test_grade import PLANTED_BUGS
-from test_grade import SOLUTION as HINTS_SOLUTION
-
-#: the two functions of test_grade's SOLUTION that Step 13's lessons correct: the Monte Carlo KL of per-coordinate
-#: log-densities sums over the coordinates, and the closed form accepts Python numbers
-STRICT = '''
-def monte_carlo_kl(p_samples, p_log_prob, q_log_prob):
-    log_ratio = p_log_prob(p_samples) - q_log_prob(p_samples)
-    return log_ratio.reshape(log_ratio.shape[0], -1).sum(dim=1).mean()
-
-
-def gaussian_kl_closed_form(mu1, sigma1, mu2, sigma2):
-    sigma1, sigma2 = torch.as_tensor(sigma1), torch.as_tensor(sigma2)
-    return torch.log(sigma2 / sigma1) + (sigma1**2 + (mu1 - mu2) ** 2) / (2 * sigma2**2) - 0.5
-
-
-'''
-_AT = HINTS_SOLUTION.index("def analyze_beta_vae")
-#: a solution correct in every lesson of Step 13 (before analyze_beta_vae, so that a prefix without the β sweep
-#: keeps the corrections)
-SOLUTION = HINTS_SOLUTION[:_AT] + STRICT + HINTS_SOLUTION[_AT:]
+from test_grade import PLANTED_BUGS, SOLUTION  # SOLUTION: correct in every lesson of Step 13
 
 #: compute_elbo written out, but with labcode's reparameterize instead of the student's
 ELBO_WITH_REFERENCE = '''
