@@ -57,10 +57,14 @@ def likelihood_given_z(decoder, x, z, noise_std):
 
 
 def approximate_marginal_likelihood(decoder, x, n_samples, noise_std, *, generator=None):
-    latent_dim = next(m for m in decoder.modules() if isinstance(m, torch.nn.Linear)).in_features
+    if hasattr(decoder, "latent_dim") and hasattr(decoder, "decode"):     # a whole lc.VAE
+        latent_dim, decode = decoder.latent_dim, decoder.decode
+    else:
+        latent_dim = next(m for m in decoder.modules() if isinstance(m, torch.nn.Linear)).in_features
+        decode = decoder
     with torch.no_grad():
         z = sample_prior(n_samples, latent_dim, generator=generator).to(x.dtype)
-        log_lik = Normal(decoder(z)[None], noise_std).log_prob(x[:, None]).sum(dim=-1)
+        log_lik = Normal(decode(z)[None], noise_std).log_prob(x[:, None]).sum(dim=-1)
         log_p = torch.logsumexp(log_lik, dim=1) - math.log(n_samples)
     return torch.exp(log_p)
 

@@ -71,6 +71,15 @@ def compute_elbo(model, x, *, generator=None):               # decoder_logvar ig
     return {"elbo": reconstruction - kl_divergence, "reconstruction": reconstruction,
             "kl_divergence": kl_divergence, "mu": mu, "logvar": logvar, "z": z, "x_recon": x_recon}
 '''),
+    "approximate_marginal_likelihood": ("marginal likelihood", '''
+def approximate_marginal_likelihood(decoder, x, n_samples, noise_std, *, generator=None):   # a bare network only
+    latent_dim = next(m for m in decoder.modules() if isinstance(m, torch.nn.Linear)).in_features
+    with torch.no_grad():
+        z = sample_prior(n_samples, latent_dim, generator=generator).to(x.dtype)
+        log_lik = Normal(decoder(z)[None], noise_std).log_prob(x[:, None]).sum(dim=-1)
+        log_p = torch.logsumexp(log_lik, dim=1) - math.log(n_samples)
+    return torch.exp(log_p)
+'''),
     "analyze_beta_vae": ("β sweep", '''
 def analyze_beta_vae(data, betas=(0.0, 0.1, 1.0, 5.0, 10.0), *, steps, seed, config=None, device=None):
     cfg = replace(config or lc.VAEConfig(), steps=steps, seed=seed)

@@ -113,7 +113,7 @@ def likelihood_given_z(decoder: Decoder, x: Tensor, z: Tensor, noise_std: Tensor
     """:math:`p(x_i \\mid z_i) = \\mathcal N(x_i;\\ f_\\theta(z_i),\\ \\sigma_x^2 I)` for paired rows: the density itself.
 
     It is the exponential of the log-density summed over the data dimension,
-    and underflows to 0 in float32 once :math:`\\log p < -103`; the book works
+    and underflows to 0 in float32 once :math:`\\log p < -104`; the book works
     with the log.
 
     Args:

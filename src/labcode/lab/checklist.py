@@ -128,7 +128,7 @@ CHECKLIST: tuple[ChecklistItem, ...] = (
             "The decoder turns a latent code into the mean of a Gaussian over data, p(x | z) = N(x; f_θ(z), σ²I). "
             "The D coordinates are independent given z, so their log-densities add. The function returns the "
             "density p(x_i | z_i) itself, for paired rows (x_i, z_i): the exponential of that sum. In float32 it "
-            "underflows to exactly 0 once log p < −103, which is why the estimator below must not use it."
+            "underflows to exactly 0 once log p < −104, which is why the estimator below must not use it."
         ),
         formula="log p(x | z) = −‖x − f_θ(z)‖² / (2σ²) − (D/2)·log(2πσ²), and p(x | z) = exp(log p(x | z)).",
         steps=(
@@ -156,7 +156,7 @@ CHECKLIST: tuple[ChecklistItem, ...] = (
             "neural decoder, but it is an expectation under a distribution we can sample: averaging p(x | z_k) "
             "over K prior samples estimates it without bias. Densities of data in many dimensions leave the range "
             "of floating-point numbers in both directions: for most z_k the decoder puts x far in its tails and "
-            "p(x | z_k) underflows to 0 (below about e^−103 in float32), and a narrow decoder near x gives densities "
+            "p(x | z_k) underflows to 0 (below about e^−104 in float32), and a narrow decoder near x gives densities "
             "that overflow to inf (above about e^88.7), while their logarithms are ordinary numbers. So average in "
             "log space, with log-densities and the log-sum-exp, and exponentiate only the final estimate (the book "
             "keeps log p̂ itself, which stays finite even where p̂ cannot be represented). Its relative error "
@@ -217,8 +217,8 @@ CHECKLIST: tuple[ChecklistItem, ...] = (
         ),
         code_hint=(
             "The callables take the whole (N, ...) tensor of samples at once.",
-            "The tensor method `reshape` with `-1` flattens everything after the first dimension ((N,) becomes "
-            "(N, 1)); then a sum over `dim=1` and a `mean()`.",
+            "The tensor method `reshape(N, -1)`, with N the number of samples, keeps the first dimension and "
+            "flattens the rest ((N,) becomes (N, 1)); then a sum over `dim=1` and a `mean()`.",
         ),
         reference=monte_carlo_kl,
     ),
@@ -232,7 +232,7 @@ CHECKLIST: tuple[ChecklistItem, ...] = (
             "For p = N(μ₁, σ₁²) and q = N(μ₂, σ₂²) the expectation can be done by hand: the log-ratio is a "
             "quadratic in x, and under p its two squares have the expectations E[(x − μ₁)²] = σ₁² and "
             "E[(x − μ₂)²] = σ₁² + (μ₁ − μ₂)². The result is zero only when μ₁ = μ₂ and σ₁ = σ₂, and it is not "
-            "symmetric in p and q. The four arguments may be tensors of different, broadcastable shapes (the KL "
+            "symmetric in p and q in general. The four arguments may be tensors of different, broadcastable shapes (the KL "
             "of every pair, elementwise) or plain Python numbers, as the book calls it."
         ),
         formula="KL(p ‖ q) = log(σ₂/σ₁) + (σ₁² + (μ₁ − μ₂)²)/(2σ₂²) − ½.",
@@ -243,7 +243,7 @@ CHECKLIST: tuple[ChecklistItem, ...] = (
             "difference over twice σ₂², and the constant −½. (The docstring's expm1 form is the same value, "
             "rearranged to stay accurate when σ₁ ≈ σ₂; either form passes.)",
             "Return their sum, elementwise, in the broadcast shape of the inputs. Check KL(p ‖ p) = 0, and that "
-            "swapping p and q changes the value.",
+            "swapping p and q changes the value when σ₁ ≠ σ₂ (with equal widths the KL is symmetric).",
         ),
         code_hint=(
             "`torch.as_tensor` turns a Python number into a 0-dim tensor and returns a tensor as it is; "

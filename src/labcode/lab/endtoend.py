@@ -8,7 +8,7 @@ student's own. With the seeds of a :class:`Plan` it
 
 1. **trains** a small :class:`labcode.VAE` on the lab's spiral: full-batch Adam on
    :math:`-\\frac1N \\sum_i \\mathrm{ELBO}(x_i)`, the ELBO from the student's ``compute_elbo``, starting from
-   ``decoder_logvar`` :math:`\\neq 0` so that every function must use it;
+   ``decoder_logvar`` :math:`\\neq 0` so that ``compute_elbo`` (through ``reconstruction_loss``) must use it;
 2. **evaluates** the trained model with the student's functions: the mean ELBO of a few points over many draws
    (``compute_elbo``), :math:`\\mathrm{KL}(q(z \\mid x) \\,\\|\\, p(z))` three ways (``monte_carlo_kl`` on
    samples of ``reparameterize`` with per-coordinate log-densities; ``standard_normal_kl`` and
@@ -54,6 +54,7 @@ from ..exact import vae_log_evidence
 from ..likelihood import likelihood_given_z, log_likelihood_given_z, log_marginal_likelihood_mc
 from ..vae import VAE, VAEConfig, analyze_beta_vae, evaluate_vae
 from .checklist import BY_NAME, CHECKLIST
+from .checks import elbo_is_unweighted
 from .runner import Result
 
 #: the row's name, as a :class:`~labcode.lab.runner.Result` and a CSV column
@@ -133,7 +134,7 @@ STAGES: dict[str, tuple[tuple[str, ...], str]] = {
                  "training on −mean ELBO with your compute_elbo ends worse than with labcode's"),
     "evaluation": (("compute_elbo", "reparameterize", "reconstruction_loss", "kl_regularization"),
                    "your compute_elbo on the trained model disagrees with labcode's ELBO"),
-    "bound": (("compute_elbo", "reconstruction_loss", "kl_regularization"),
+    "bound": (("compute_elbo", "reparameterize", "reconstruction_loss", "kl_regularization"),
               "your ELBO is above log p(x), which a lower bound cannot be"),
     "KL": (("monte_carlo_kl", "reparameterize", "standard_normal_kl", "kl_regularization", "gaussian_kl_closed_form"),
            "a KL(q(z|x) ‖ p(z)) of the trained encoder disagrees with the closed form"),
@@ -330,9 +331,13 @@ def run_pipeline(ns: Mapping[str, Any], plan: Plan = PLAN) -> dict[str, Any]:
     except Exception as err:
         if _is_out_of_memory(err):
             raise
-        out["failed"] = {"stage": stage.name, "function": _student_function(err, ns),
+        function = _student_function(err, ns)
+        # a TODO body still in place, not any NotImplementedError (nn.Module's own, for a module without forward,
+        # is a bug in how the student calls it)
+        out["failed"] = {"stage": stage.name, "function": function,
                          "error": f"{type(err).__name__}: {str(err)[:300]}",
-                         "not_implemented": isinstance(err, NotImplementedError)}
+                         "not_implemented": isinstance(err, NotImplementedError)
+                         and str(err) == f"TODO: implement {function}"}
     return out
 
 
@@ -372,8 +377,8 @@ def _stages(ns: Mapping[str, Any], plan: Plan, out: dict[str, Any], stage: _Stag
             out["likelihood"] = _plain(f["likelihood_given_z"](model.decoder, points, mu_points, sigma))
         for key in ("marginal", "marginal_again"):
             with stage("marginal likelihood"):
-                out[key] = _plain(f["approximate_marginal_likelihood"](
-                    model.decoder, points, plan.marginal_samples, sigma,
+                out[key] = _plain(f["approximate_marginal_likelihood"](     # the whole VAE, as the book passes it
+                    model, points, plan.marginal_samples, sigma,
                     generator=torch.Generator().manual_seed(plan.marginal_seed)))
         for key in ("prior", "prior_again"):
             with stage("generation"):
@@ -575,6 +580,7 @@ class _Judge:
         fair = (ref.double() - self.log_p).abs() <= self.tol.log_marginal / 2
         err = (got - self.log_p).abs()[fair]
         if err.numel() == 0:
+            self.notes.append("marginal likelihood not judged: labcode's own estimate is off at every point")
             return
         self.require(bool((err <= self.tol.log_marginal).all()), "marginal likelihood",
                      f"log p̂ off by up to {err.max().item():.3g}",
@@ -606,7 +612,7 @@ class _Judge:
                 raise _Unusable(f"β = {b}: {res}", "a dict with reconstruction, kl_divergence, elbo")
             numbers[b] = {k: _number(res.get(k), f"β = {b}: {k}") for k in ("reconstruction", "kl_divergence", "elbo")}
         for b, n in numbers.items():
-            self.require(abs(n["elbo"] - (n["reconstruction"] - n["kl_divergence"])) <= 1e-3 * (1 + abs(n["elbo"])),
+            self.require(elbo_is_unweighted(n["elbo"], n["reconstruction"], n["kl_divergence"]),
                          "β sweep", f"β = {b}: elbo {_num(n['elbo'])}, reconstruction − KL "
                          f"{_num(n['reconstruction'] - n['kl_divergence'])}", "elbo = reconstruction − kl_divergence")
         low, high = min(self.plan.betas), max(self.plan.betas)
@@ -639,7 +645,9 @@ def check_end_to_end(pipeline: Any, plan: Plan = PLAN, tol: Tolerances = TOLERAN
     judge = _Judge(pipeline, plan, tol)
     judge.run()
     if not judge.failures:
-        return Result(END_TO_END, True, "; ".join(judge.notes) + "; every stage agrees", EXPECTED)
+        skipped = any("not judged" in note for note in judge.notes)
+        return Result(END_TO_END, True, "; ".join(judge.notes) + ("; every other stage agrees" if skipped
+                                                                  else "; every stage agrees"), EXPECTED)
     stages = list(dict.fromkeys(stage for stage, _, _ in judge.failures))
     first = {stage: (measured, expected) for stage, measured, expected in reversed(judge.failures)}
     measured = "; ".join(f"{stage}: {first[stage][0]}" for stage in stages)
@@ -660,8 +668,10 @@ def _raised(failed: Any) -> Result:
         return needs_all(function, "is not defined" if error == "not defined" else "is not implemented")
     who = f"your {function}" if function else "the pipeline"
     functions = STAGES.get(stage, ((function,), ""))[0]
-    return Result(END_TO_END, False, f"{stage}: {who} raised {error}", EXPECTED,
-                  f"your functions raise when they call each other: look at {', '.join(functions)}")
+    hint = f"your functions raise when they call each other: look at {', '.join(functions)}"
+    if stage == "marginal likelihood":
+        hint += " (this stage passes the whole lc.VAE as the decoder, as the book does: see the function's steps)"
+    return Result(END_TO_END, False, f"{stage}: {who} raised {error}", EXPECTED, hint)
 
 
 def needs_all(name: str, why: str) -> Result:
