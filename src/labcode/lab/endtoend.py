@@ -116,12 +116,12 @@ class Tolerances:
     """
 
     train: float = 0.15            #: the student-trained model's ELBO ≥ the reference-trained one's − this
-    elbo: float = 0.1              #: |mean ELBO − labcode's| over the evaluation points
+    elbo: float = 0.1              #: the largest ``|mean ELBO − labcode's|`` over the evaluation points
     bound: float = 0.1             #: mean ELBO ≤ mean exact log p(x) + this
     closed_form_rtol: float = 1e-4  #: closed forms (KLs, p(x | z)), relative, with atol 1e-5 (1e-12 for p)
-    mc_kl: float = 0.1             #: |Monte Carlo KL − closed form| per point
-    log_marginal: float = 0.2      #: |log p̂_K(x) − exact log p(x)| per point
-    prior: float = 0.05            #: |mean| and |cov − I| of the prior samples
+    mc_kl: float = 0.1             #: the largest ``|Monte Carlo KL − closed form|`` per point
+    log_marginal: float = 0.2      #: the largest ``|log p̂_K(x) − exact log p(x)|`` per point
+    prior: float = 0.05            #: the largest ``|mean|`` and ``|cov − I|`` of the prior samples
     beta: float = 0.15             #: the β = 1 ELBO of the sweep ≥ labcode's − this
 
 
