@@ -30,6 +30,7 @@ from labcode.lab.endtoend import (
 )
 from labcode.lab.runner import Grades, format_report, grade_end_to_end, grade_namespace
 from test_grade import PLANTED_BUGS, SOLUTION  # SOLUTION: correct in every lesson of Step 13
+from test_grade_lessons import LESSONS
 
 #: compute_elbo written out, but with labcode's reparameterize instead of the student's
 ELBO_WITH_REFERENCE = '''
@@ -49,29 +50,9 @@ def reconstruction_loss(x, x_mu, x_logvar):
     raise NotImplementedError("TODO: implement reconstruction_loss")
 '''
 
-#: the lessons of issue 16, each a wrong implementation that the end-to-end pipeline sees (the stage that does)
-LESSON_BUGS = {
-    "monte_carlo_kl": ("KL", '''
-def monte_carlo_kl(p_samples, p_log_prob, q_log_prob):     # the mean over (N, d), not the joint KL
-    return (p_log_prob(p_samples) - q_log_prob(p_samples)).mean()
-'''),
-    "reparameterize": ("reproducibility", '''
-def reparameterize(mu, logvar, *, eps=None, generator=None):   # the generator ignored
-    if eps is None:
-        eps = torch.randn(mu.shape, dtype=mu.dtype)
-    return mu + torch.exp(0.5 * logvar) * eps
-'''),
-    "compute_elbo": ("training", '''
-def compute_elbo(model, x, *, generator=None):               # decoder_logvar ignored (unit variance)
-    mu, logvar = model.encode(x)
-    z = reparameterize(mu, logvar, generator=generator)
-    x_recon = model.decode(z)
-    reconstruction = reconstruction_loss(x, x_recon, torch.zeros_like(x_recon))
-    kl_divergence = kl_regularization(mu, logvar)
-    return {"elbo": reconstruction - kl_divergence, "reconstruction": reconstruction,
-            "kl_divergence": kl_divergence, "mu": mu, "logvar": logvar, "z": z, "x_recon": x_recon}
-'''),
-    "approximate_marginal_likelihood": ("marginal likelihood", '''
+#: a marginal likelihood that reads the latent size from the first nn.Linear and calls the decoder directly: right for a
+#: bare network (its own row passes), wrong for the whole VAE the book (and this row) passes
+BARE_NETWORK_ONLY = '''
 def approximate_marginal_likelihood(decoder, x, n_samples, noise_std, *, generator=None):   # a bare network only
     latent_dim = next(m for m in decoder.modules() if isinstance(m, torch.nn.Linear)).in_features
     with torch.no_grad():
@@ -79,22 +60,13 @@ def approximate_marginal_likelihood(decoder, x, n_samples, noise_std, *, generat
         log_lik = Normal(decoder(z)[None], noise_std).log_prob(x[:, None]).sum(dim=-1)
         log_p = torch.logsumexp(log_lik, dim=1) - math.log(n_samples)
     return torch.exp(log_p)
-'''),
-    "analyze_beta_vae": ("β sweep", '''
-def analyze_beta_vae(data, betas=(0.0, 0.1, 1.0, 5.0, 10.0), *, steps, seed, config=None, device=None):
-    cfg = replace(config or lc.VAEConfig(), steps=steps, seed=seed)
-    results = {}
-    for beta in betas:
-        model = lc.VAE.from_config(cfg, device=device)
-        lc.train_vae(model, data, steps=cfg.steps, lr=cfg.lr, beta=beta,
-                     generator=torch.Generator().manual_seed(cfg.seed + 1))
-        ev = lc.evaluate_vae(model, data, generator=torch.Generator().manual_seed(cfg.seed + 2))
-        rec, kl = ev["reconstruction"].mean().item(), ev["kl_divergence"].mean().item()
-        results[float(beta)] = {"reconstruction": rec, "kl_divergence": kl, "elbo": rec - beta * kl,  # β-weighted
-                                "latent_samples": ev["z"], "reconstructions": ev["x_recon"]}
-    return results
-'''),
-}
+'''
+
+#: issue 16's lesson bugs (test_grade_lessons' wrong implementations) and the stage of this row each one fails
+LESSON_STAGES = {"monte_carlo_kl": "KL", "reparameterize": "reproducibility", "compute_elbo": "training",
+                 "analyze_beta_vae": "β sweep"}
+LESSON_BUGS = {name: (stage, LESSONS[name][0]) for name, stage in LESSON_STAGES.items()}
+LESSON_BUGS["approximate_marginal_likelihood"] = ("marginal likelihood", BARE_NETWORK_ONLY)
 
 
 def _namespace(*sources: str) -> dict:
