@@ -296,7 +296,7 @@ CHECKLIST: tuple[ChecklistItem, ...] = (
             "Turn the log-variance into the standard deviation σ (not the variance).",
             "If eps is None, draw standard normal noise with the shape, dtype and device of mu, taking the "
             "randomness from generator; otherwise use the eps given.",
-            "Return μ + σ ⊙ ε, computed from mu and logvar with tensor operations (nothing detached), so that "
+            "Return μ + σ·ε (elementwise), computed from mu and logvar with tensor operations (nothing detached), so that "
             "gradients reach both.",
         ),
         code_hint=(
