@@ -223,6 +223,35 @@ def test_a_cache_write_cut_short_is_rolled_back_not_called_damage(book: Path) ->
     assert log(book)["executed"] == [] and glue(book) == CLEAN
 
 
+def test_a_chapter_executed_anew_by_another_build_is_read_again(book: Path) -> None:
+    """The two editions share one execution cache, each with its own Sphinx environment: when one of them executes
+    a chapter anew (or restores another execution), the other must read the chapter again, not keep the outputs
+    it read before. Simulated here by replacing steady's cache entry with one whose glued value differs."""
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    settled = build(book)                       # the copy's own environment (a copy moved is read anew)
+    assert settled.proc.returncode == 0 and glue(book) == CLEAN, settled.output[-4000:]
+    cache = get_cache(str(book / "_build" / ".jupyter_cache"))
+    (record,) = [r for r in cache.list_cache_records() if Path(r.uri).name == "steady.md"]
+    notebook = cache.get_cache_bundle(record.pk).nb
+    changed = 0
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if output.get("metadata", {}).get("scrapbook", {}).get("name") == "mean_steady":
+                output["data"] = {key: "0.5" for key in output["data"]}
+                changed += 1
+    assert changed == 1
+    cache.remove_cache(record.pk)
+    cache.cache_notebook_bundle(CacheBundleIn(nbformat.from_dict(notebook), record.uri, data=record.data),
+                                check_validity=False, overwrite=True)
+    run = build(book)
+    assert run.proc.returncode == 0, run.output[-4000:]
+    assert log(book)["executed"] == [] and glue(book)["steady"]["mean_steady"] == 0.5, glue(book)
+    assert "0.5000" in (book / "_build" / "html" / "steady.html").read_text()
+
+
 def test_a_copy_of_the_last_good_site_cut_short_is_never_restored(book: Path) -> None:
     partial = book / "_build" / ".last-good.tmp" / "0"
     partial.mkdir(parents=True)

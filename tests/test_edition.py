@@ -2,7 +2,7 @@
 implementations, its derivations kept, built from the full edition's execution cache.
 
 The lab's functions are the checklist's references and the ``labcode`` functions that are the same implementation
-under another name (``labcode.lab.worker._references``, what the grader's tripwires watch). Each is recognised in a
+under another name (``labcode.lab.checklist.reference_aliases``, what the grader's tripwires watch). Each is recognised in a
 built site by its source: the statement lines after its docstring, at least 20 characters long, that no other
 ``labcode`` code has (``mean_likelihood_mc``, which the likelihood chapter shows, shares the chunked loop of
 ``log_marginal_likelihood_mc``) and that the book and the lab do not give students anyway (a chapter's own code
@@ -33,7 +33,7 @@ from bs4 import BeautifulSoup
 
 import labcode
 from book_utils import BUILD, ROOT
-from labcode.lab.worker import _references
+from labcode.lab.checklist import reference_aliases
 
 STUDENT = BUILD / "student" / "_build"
 STUDENT_HTML = STUDENT / "html"
@@ -46,7 +46,7 @@ LITERALINCLUDE = re.compile(r"^[`:]{3,}\{literalinclude\}[^\n]*\n((?::[^\n]*\n)*
 
 def _lab_functions() -> dict[str, object]:
     """``{qualified name: function}`` of every lab function, one entry per source."""
-    return {inspect.unwrap(f).__qualname__: inspect.unwrap(f) for _, f in _references().values()}
+    return {inspect.unwrap(f).__qualname__: inspect.unwrap(f) for _, f in reference_aliases()}
 
 
 def _statement_lines(function) -> list[str]:

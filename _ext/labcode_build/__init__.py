@@ -85,6 +85,7 @@ from .execution import (
     on_doctree_read,
     on_env_before_read_docs,
     on_env_get_outdated,
+    on_env_purge_doc,
     patch_mystnb,
 )
 from .fingerprints import FINGERPRINTED, SOURCE
@@ -107,6 +108,7 @@ def setup(app: Sphinx) -> dict:
     app.add_config_value("labcode_source", SOURCE, "env")
     app.connect("builder-inited", on_builder_inited, priority=900)   # after myst-nb's config
     app.connect("env-get-outdated", on_env_get_outdated)
+    app.connect("env-purge-doc", on_env_purge_doc)
     app.connect("env-before-read-docs", on_env_before_read_docs, priority=900)
     app.connect("doctree-read", on_doctree_read)
     app.connect("build-finished", on_build_finished)

@@ -16,7 +16,7 @@ default **full edition** shows everything (after the deadline). In the student e
 
 Derivations, figures and glued numbers are the same in both. The lab's functions are derived from the checklist:
 each item's ``reference``, with the ``labcode`` functions that are the same implementation under another name, as
-the grader's tripwires list them (``labcode.lab.worker._references``).
+the grader's tripwires watch them (``labcode.lab.checklist.reference_aliases``).
 
 Where each edition goes: the full edition into ``_build`` (``html``, ``.doctrees``, ``jupyter_execute``); the
 student edition into ``_build/student/_build`` (``jupyter-book build . --path-output _build/student``), so that
@@ -119,10 +119,10 @@ def _body_start(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
 def lab_functions() -> tuple[LabFunction, ...]:
     """The lab's reference implementations and their aliases, from the checklist (one entry per source)."""
     import labcode
-    from labcode.lab.worker import _references
+    from labcode.lab.checklist import reference_aliases
 
     spans: dict[tuple[Path, str], tuple[int, int]] = {}
-    for _, function in _references().values():
+    for _, function in reference_aliases():
         function = inspect.unwrap(function)
         path = Path(inspect.getsourcefile(function)).resolve()
         node = _find(ast.parse(path.read_text(encoding="utf-8")), function.__qualname__)

@@ -181,7 +181,8 @@ def _cache_execution(app: Sphinx, cache, path: str, notebook, data: dict):
 
 
 def on_env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
-    """Re-read every notebook page when the fingerprint changed, and chapters that failed last time; always refresh
+    """Re-read every notebook page when the fingerprint changed, chapters that failed last time, and chapters whose
+    cache entry is not the one this environment read (the other edition executed or restored them); always refresh
     the report page."""
     outdated = []
     if getattr(app, "labcode_stale", False):
@@ -190,8 +191,29 @@ def on_env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
     if env.mystnb_config.execution_mode == "cache":   # failed last time: read (and execute) again
         failed = load_record(Path(env.mystnb_config.execution_cache_path) / FAILED_RECORD)
         outdated += sorted(doc for doc in failed if doc in env.found_docs)
+        # executed anew (or restored) since this environment read it, by a build of the other edition, which shares
+        # the cache but not the environment: read it again, or its page would show the outputs read before
+        read, current = getattr(env, READ_RECORDS, {}), record_identities(app)
+        outdated += [doc for doc in notebook_docs(app, env.found_docs)
+                     if read.get(doc, "never read") != current.get(str(Path(env.doc2path(doc)).resolve()))]
     outdated += [d for d in env.found_docs if "{execution-report}" in Path(env.doc2path(d)).read_text(encoding="utf-8")]
     return outdated
+
+
+#: on the Sphinx environment: {doc: identity of the cache entry its outputs were read from (None: none)}
+READ_RECORDS = "labcode_read_records"
+
+
+def record_identities(app: Sphinx) -> dict[str, str]:
+    """{notebook path: identity of its execution in the cache}; an entry replaced (executed anew, restored from
+    the archive) has a new identity even when the cells and the primary key are the same."""
+    from jupyter_cache import get_cache
+    cache = get_cache(str(cache_path(app)))
+    return {str(Path(r.uri).resolve()): f"{r.pk}:{r.created.isoformat()}" for r in cache.list_cache_records()}
+
+
+def on_env_purge_doc(app: Sphinx, env, docname: str) -> None:
+    getattr(env, READ_RECORDS, {}).pop(docname, None)
 
 
 RUNTIMES = ".labcode-runtimes.json"   # beside the cache, so it survives a cleared cache: {doc: seconds}, this device
@@ -505,8 +527,14 @@ def on_doctree_read(app: Sphinx, doctree) -> None:
     notebook as read, without outputs; this writes the cached outputs merged in.
     """
     nb_config = app.env.mystnb_config
+    if nb_config.execution_mode != "cache":
+        return
+    if not hasattr(app.env, READ_RECORDS):
+        setattr(app.env, READ_RECORDS, {})
+    source = str(Path(app.env.doc2path(app.env.docname)).resolve())
+    getattr(app.env, READ_RECORDS)[app.env.docname] = record_identities(app).get(source)
     path = Path(nb_config.output_folder) / f"{app.env.docname}.ipynb"
-    if nb_config.execution_mode != "cache" or not path.is_file():
+    if not path.is_file():
         return
     import nbformat
     from jupyter_cache import get_cache

@@ -23,9 +23,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..elbo import kl_regularization, reconstruction_loss, reparameterize
+from ..elbo import elbo_terms, kl_regularization, reconstruction_loss, reparameterize
 from ..kl import gaussian_kl_closed_form, monte_carlo_kl, standard_normal_kl
-from ..likelihood import approximate_marginal_likelihood, likelihood_given_z, sample_prior
+from ..likelihood import (
+    approximate_marginal_likelihood,
+    likelihood_given_z,
+    log_likelihood_given_z,
+    log_marginal_likelihood_mc,
+    sample_prior,
+)
 from ..vae import VAE, analyze_beta_vae
 
 #: chapter doc name (``book/<name>.md``) -> chapter title
@@ -437,3 +443,13 @@ CHECKLIST: tuple[ChecklistItem, ...] = (
 
 #: the checklist by function name
 BY_NAME: dict[str, ChecklistItem] = {item.name: item for item in CHECKLIST}
+
+
+def reference_aliases() -> list[tuple[str, Callable]]:
+    """``(checklist name, function)`` for each reference and each ``labcode`` function that is the same
+    implementation under another name (the appendix "Checklist" lists them next to the lab's names)."""
+    pairs = [(item.name, item.reference) for item in CHECKLIST]
+    pairs += [("compute_elbo", VAE.compute_elbo), ("compute_elbo", elbo_terms),
+              ("likelihood_given_z", log_likelihood_given_z),
+              ("approximate_marginal_likelihood", log_marginal_likelihood_mc)]
+    return pairs

@@ -25,7 +25,7 @@ stage by stage, with the tolerances of :class:`Tolerances`. A failure names the 
 functions it involves.
 
 A call from the student's code to any of the eleven references (or the ``labcode`` functions that are the same
-implementation, :func:`reference_aliases`) while the pipeline runs fails the row ("uses labcode's ..."):
+implementation, :func:`~labcode.lab.checklist.reference_aliases`) while the pipeline runs fails the row ("uses labcode's ..."):
 :func:`watch_references` sees it without changing anything (a profile hook), in the notebook and in the
 grader's worker alike. Calls that ``labcode``'s own helpers make (``lc.train_vae`` calling the reference ELBO,
 as the hints of ``analyze_beta_vae`` allow) are not the student's. Used by :mod:`labcode.lab.runner` (in
@@ -49,11 +49,11 @@ from torch import Tensor
 from torch.distributions import Normal
 
 from ..data import make_spiral
-from ..elbo import elbo_terms, kl_regularization
+from ..elbo import kl_regularization
 from ..exact import vae_log_evidence
-from ..likelihood import likelihood_given_z, log_likelihood_given_z, log_marginal_likelihood_mc
+from ..likelihood import likelihood_given_z, log_marginal_likelihood_mc
 from ..vae import VAE, VAEConfig, analyze_beta_vae, evaluate_vae
-from .checklist import BY_NAME, CHECKLIST
+from .checklist import BY_NAME, CHECKLIST, reference_aliases
 from .checks import elbo_is_unweighted
 from .runner import Result
 
@@ -149,16 +149,6 @@ STAGES: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 # --------------------------------------------------------------------------- the references and the watch
-
-def reference_aliases() -> list[tuple[str, Callable]]:
-    """``(checklist name, function)`` for each reference and each ``labcode`` function that is the same
-    implementation under another name (the appendix "Checklist" lists them next to the lab's names)."""
-    pairs = [(item.name, item.reference) for item in CHECKLIST]
-    pairs += [("compute_elbo", VAE.compute_elbo), ("compute_elbo", elbo_terms),
-              ("likelihood_given_z", log_likelihood_given_z),
-              ("approximate_marginal_likelihood", log_marginal_likelihood_mc)]
-    return pairs
-
 
 def pass_through(wrapper: Callable) -> Callable:
     """Register ``wrapper`` (a function that only forwards its call) so that :func:`watch_references` looks past

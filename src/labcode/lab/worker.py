@@ -43,9 +43,9 @@ from typing import Any
 
 import torch
 
-from .checklist import CHECKLIST
+from .checklist import CHECKLIST, reference_aliases
 from .checks import call_with_grad
-from .endtoend import END_TO_END, pass_through, reference_aliases, run_pipeline
+from .endtoend import END_TO_END, pass_through, run_pipeline
 from .protocol import MAX_MESSAGE_BYTES, decode_reply, decode_request, encode_reply, read_message, write_message
 from .runner import error_message, is_out_of_memory, isolated, namespace_states, run_cells
 
@@ -84,7 +84,7 @@ def die_with_parent(parent_pid: int) -> None:
 
 def _references() -> dict[int, tuple[str, Callable]]:
     """{id: (checklist name, function)} of each reference and of the ``labcode`` functions that are the same
-    implementation under another name (:func:`labcode.lab.endtoend.reference_aliases`)."""
+    implementation under another name (:func:`labcode.lab.checklist.reference_aliases`)."""
     return {id(f): (name, f) for name, f in reference_aliases()}
 
 
