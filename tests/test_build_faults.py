@@ -252,6 +252,21 @@ def test_a_chapter_executed_anew_by_another_build_is_read_again(book: Path) -> N
     assert "0.5000" in (book / "_build" / "html" / "steady.html").read_text()
 
 
+def test_a_page_added_to_the_table_of_contents_appears_in_every_pages_navigation(book: Path) -> None:
+    """Sphinx rewrites only the pages it reads; each page's sidebar holds the whole table of contents, so a page
+    added to _toc.yml must reach the sidebars of the pages that did not change (jupyter-book issue 1801)."""
+    settled = build(book)                       # the copy's own environment (a copy moved is read anew)
+    assert settled.proc.returncode == 0, settled.output[-4000:]
+    (book / "extra.md").write_text("# Chapter extra\n\nA page without code.\n")
+    toc = book / "_toc.yml"
+    toc.write_text(toc.read_text() + "  - file: extra\n")
+    run = build(book)
+    assert run.proc.returncode == 0, run.output[-4000:]
+    assert log(book)["executed"] == []
+    for page in ("calm", "steady", "intro"):
+        assert 'href="extra.html"' in (book / "_build" / "html" / f"{page}.html").read_text(), page
+
+
 def test_a_copy_of_the_last_good_site_cut_short_is_never_restored(book: Path) -> None:
     partial = book / "_build" / ".last-good.tmp" / "0"
     partial.mkdir(parents=True)

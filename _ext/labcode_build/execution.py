@@ -13,6 +13,7 @@ execution instead of being executed a second time).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -197,9 +198,20 @@ def on_env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
         outdated += [doc for doc in notebook_docs(app, env.found_docs)
                      if read.get(doc, "never read") != current.get(str(Path(env.doc2path(doc)).resolve()))]
     outdated += [d for d in env.found_docs if "{execution-report}" in Path(env.doc2path(d)).read_text(encoding="utf-8")]
+    # every HTML page carries the table of contents in its sidebar, but Sphinx rewrites only the pages it reads: after
+    # a change of _toc.yml the others would keep the old navigation (jupyter-book issue 1801), so read them all again
+    # (from the cache: nothing executes)
+    site_map = getattr(app.config, "external_site_map", None)
+    if site_map is not None and app.builder.format == "html":
+        digest = hashlib.sha256(json.dumps(site_map.as_json(), sort_keys=True, default=str).encode()).hexdigest()
+        if getattr(env, TOC_DIGEST, None) != digest:
+            outdated += sorted(env.found_docs)
+            setattr(env, TOC_DIGEST, digest)
     return outdated
 
 
+#: on the Sphinx environment: the digest of the table of contents its HTML pages were written with
+TOC_DIGEST = "labcode_html_toc_digest"
 #: on the Sphinx environment: {doc: identity of the cache entry its outputs were read from (None: none)}
 READ_RECORDS = "labcode_read_records"
 
